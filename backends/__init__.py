@@ -1,0 +1,1 @@
+"""masec backends (installed as mase_compiler.backends)."""

@@ -1,0 +1,1 @@
+"""masec dialects (installed as mase_compiler.dialects)."""

@@ -1,0 +1,35 @@
+"""Rounding of real values onto an integer grid, shared by every format.
+
+All formats reduce to "scale into units of the local step, round to an integer,
+scale back", so the rounding mode lives here once.  Round-half-to-even is the
+default everywhere (IEEE 754, OCP MX v1.0, ONNX QuantizeLinear).
+"""
+
+from __future__ import annotations
+
+import torch
+
+ROUNDING_MODES = ("even", "away", "floor", "ceil", "zero", "stochastic")
+
+
+def round_to_int(y: torch.Tensor, mode: str = "even", seed: int | None = None) -> torch.Tensor:
+    """Round ``y`` (already in units of the grid step) to integers.
+
+    ``stochastic`` rounds up with probability equal to the fractional part; it is
+    deterministic for a given ``seed`` (default 0) and device.
+    """
+    if mode == "even":
+        return torch.round(y)
+    if mode == "away":
+        return torch.trunc(y + torch.copysign(torch.full_like(y, 0.5), y))
+    if mode == "floor":
+        return torch.floor(y)
+    if mode == "ceil":
+        return torch.ceil(y)
+    if mode == "zero":
+        return torch.trunc(y)
+    if mode == "stochastic":
+        gen = torch.Generator(device=y.device).manual_seed(0 if seed is None else seed)
+        noise = torch.rand(y.shape, generator=gen, device=y.device, dtype=y.dtype)
+        return torch.floor(y + noise)
+    raise ValueError(f"rounding mode must be one of {', '.join(ROUNDING_MODES)}, not {mode!r}")

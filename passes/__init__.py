@@ -1,0 +1,1 @@
+"""masec passes (installed as mase_compiler.passes)."""
