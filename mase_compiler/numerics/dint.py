@@ -89,6 +89,6 @@ class DIntFormat(ScaledGridFormat):
             "max": float(self.max_magnitude),
             "min": float(-self.max_magnitude),
             "min_subnormal": 0.5,
-            "scale": f"float32 per {self.granularity}",
+            "scale": f"fp32 per {self.granularity}",
             "units": "scale",
         }

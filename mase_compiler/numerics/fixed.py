@@ -78,4 +78,4 @@ class FixedFormat(ScaledGridFormat):
     def describe(self) -> dict[str, object]:
         lo, hi = self.grid_bounds()
         step = self.fixed_scale()
-        return {"family": "fixed point", "max": hi * step, "min": lo * step, "min_subnormal": step, "scale": "none (2^-frac)"}
+        return {"family": "fixed point", "max": hi * step, "min": lo * step, "min_subnormal": step, "scale": f"fixed 2^-{self.frac}"}

@@ -82,6 +82,6 @@ class IntFormat(ScaledGridFormat):
             "max": hi,
             "min": lo,
             "min_subnormal": 1.0,
-            "scale": f"float32 per {self.granularity}" + ("" if self.symmetric else " + zero point"),
+            "scale": f"fp32 per {self.granularity}" + ("" if self.symmetric else " + zero point"),
             "units": "scale",
         }

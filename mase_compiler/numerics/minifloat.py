@@ -59,7 +59,8 @@ class MinifloatFormat(Format):
         if self.rounding not in ROUNDING_MODES:
             raise ValueError(f"rounding must be one of {', '.join(ROUNDING_MODES)}, not {self.rounding!r}")
         # Every value and step must be a float32 (subnormals included) for exact arithmetic.
-        if self.emin - self.man_bits < -149 or (1 << self.exp_bits) - 1 - self.bias > 127:
+        top_exp = (1 << self.exp_bits) - (2 if self.special == "ieee" else 1) - self.bias
+        if self.emin - self.man_bits < -149 or top_exp > 127:
             raise ValueError(f"minifloat bias {self.bias} puts values outside float32's exponent range")
         if self.special == "ieee" and self.exp_bits == 1:
             raise ValueError("an ieee minifloat needs e >= 2 (the top exponent is reserved)")
@@ -227,7 +228,7 @@ class MinifloatFormat(Format):
             "max": self.max_value,
             "min_normal": 2.0**self.emin,
             "min_subnormal": self.min_subnormal,
-            "scale": "none (optional per-tensor scale)",
+            "scale": "none",
             "special": self.special,
         }
 

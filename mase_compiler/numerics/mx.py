@@ -211,5 +211,5 @@ class MXFormat(Format):
             "max": el.max_value * 2.0**E8M0_BIAS,
             "min_subnormal": el.min_subnormal * 2.0**-E8M0_BIAS,
             "element_max": el.max_value,
-            "scale": f"E8M0 per {self.block} elements",
+            "scale": f"E8M0 per {self.block}",
         }
