@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import ClassVar, Sequence
 
 from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
     ArrayAttr,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
@@ -57,8 +58,15 @@ _FORMAT = "operands attr-dict `:` functional-type(operands, results)"
 def shape_of(t: Attribute) -> tuple[int, ...] | None:
     """Static shape with -1 for symbolic dims, or None for an unranked tensor."""
     if isinstance(t, TensorType):
-        return tuple(t.get_shape())
+        return tuple(-1 if d == DYNAMIC_INDEX else d for d in t.get_shape())
     return None
+
+
+def tensor_type(element: Attribute, shape: Sequence[int | None] | None) -> TensorType | UnrankedTensorType:
+    """Tensor type with -1 or None for symbolic dims (xDSL's own marker is DYNAMIC_INDEX); None shape: unranked."""
+    if shape is None:
+        return UnrankedTensorType(element)
+    return TensorType(element, [DYNAMIC_INDEX if d is None or d < 0 else d for d in shape])
 
 
 def element_type(t: Attribute) -> Attribute:
@@ -223,7 +231,6 @@ DivOp = _binary("div", "lhs / rhs (integers truncate towards zero, as ONNX Div)"
 PowOp = _binary("pow", "lhs ** rhs (exponent may have another element type)")
 MaxOp = _binary("max", "elementwise maximum")
 MinOp = _binary("min", "elementwise minimum")
-ModOp = _binary("mod", "remainder with the sign of the divisor (ONNX Mod fmod=0)")
 AndOp = _binary("and", "logical and of i1 tensors")
 OrOp = _binary("or", "logical or of i1 tensors")
 XorOp = _binary("xor", "logical xor of i1 tensors")
@@ -232,6 +239,14 @@ LessOp = _binary("less", "lhs < rhs", boolean=True)
 LessEqualOp = _binary("less_equal", "lhs <= rhs", boolean=True)
 GreaterOp = _binary("greater", "lhs > rhs", boolean=True)
 GreaterEqualOp = _binary("greater_equal", "lhs >= rhs", boolean=True)
+
+
+@irdl_op_definition
+class ModOp(BinaryOp):
+    """Remainder: sign of the divisor (``fmod=0``, ONNX Mod on integers) or of the dividend (``fmod=1``)."""
+
+    name = "graph.mod"
+    fmod = prop_def(IntegerAttr, default_value=IntegerAttr(0, i64))
 
 
 @irdl_op_definition
@@ -751,5 +766,5 @@ OPS: list[type[IRDLOperation]] = [
 
 Graph = Dialect("graph", OPS, [])
 
-__all__ = ["Graph", "GraphOp", "OPS", "broadcast_shapes", "element_type", "i64_array", "int_attr", "shape_of"]
+__all__ = ["Graph", "GraphOp", "OPS", "broadcast_shapes", "element_type", "i64_array", "int_attr", "shape_of", "tensor_type"]
 _ = (ArrayAttr, IntegerType)  # re-exported types used by frontends

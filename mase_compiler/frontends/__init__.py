@@ -1,0 +1,1 @@
+"""Frontends: ONNX files and PyTorch modules into the graph dialect."""
