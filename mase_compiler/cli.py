@@ -94,6 +94,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from .driver import import_model
+
+    model = import_model(args.model)
+    if args.output:
+        model.save(args.output)
+        print(f"wrote {args.output} ({len(model.weights)} weights, {model.weights.nbytes / 1e6:.1f} MB)", file=sys.stderr)
+    else:
+        sys.stdout.write(model.text(generic=args.generic))
+    return 0
+
+
+def cmd_opt(args: argparse.Namespace) -> int:
+    from .driver import import_model, opt
+
+    model = opt(import_model(args.model), args.pipeline)
+    if args.output:
+        model.save(args.output)
+    else:
+        sys.stdout.write(model.text(generic=args.generic))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .driver import import_model, load_inputs, run, save_outputs
+
+    model = import_model(args.model)
+    outputs = run(model, load_inputs(args.inputs), device=args.device)
+    save_outputs(outputs, args.output)
+    if args.json:
+        _dump({k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")} for k, v in outputs.items()})
+    else:
+        for k, v in outputs.items():
+            print(f"{k}: {str(v.dtype).removeprefix('torch.')}{list(v.shape)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="masec", description="masec: an MLIR-style quantization compiler")
     p.add_argument("--version", action="version", version=f"masec {__version__}")
@@ -108,6 +145,27 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("spec", nargs="*", help="format specs to try (default: the built-in set)")
     d.add_argument("--json", action="store_true", help="print JSON instead of a table")
     d.set_defaults(func=cmd_demo)
+
+    i = sub.add_parser("import", help="import MODEL (.onnx, .mlir or file.py:factory) into masec IR")
+    i.add_argument("model")
+    i.add_argument("-o", "--output", help="write OUT.mlir and OUT.safetensors (default: print the IR)")
+    i.add_argument("--generic", action="store_true", help="print the generic MLIR form")
+    i.set_defaults(func=cmd_import)
+
+    o = sub.add_parser("opt", help="run a pass pipeline on a model and print or write the IR")
+    o.add_argument("model")
+    o.add_argument("-p", "--pipeline", default="", help="pass pipeline, e.g. 'cse,dce'")
+    o.add_argument("-o", "--output", help="write OUT.mlir and OUT.safetensors (default: print the IR)")
+    o.add_argument("--generic", action="store_true", help="print the generic MLIR form")
+    o.set_defaults(func=cmd_opt)
+
+    r = sub.add_parser("run", help="execute a model with the reference interpreter")
+    r.add_argument("model")
+    r.add_argument("--inputs", required=True, help=".npz keyed by the model's input names")
+    r.add_argument("-o", "--output", required=True, help=".npz to write, keyed by output names")
+    r.add_argument("--device", default=None, help="cpu (default) or cuda")
+    r.add_argument("--json", action="store_true", help="print output shapes as JSON")
+    r.set_defaults(func=cmd_run)
     return p
 
 
@@ -119,8 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ValueError, TypeError) as e:
-        print(f"masec: error: {e}", file=sys.stderr)
+    except (ValueError, TypeError, KeyError, NotImplementedError) as e:
+        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        print(f"masec: error: {' '.join(msg.split())}", file=sys.stderr)
         return 2
 
 
