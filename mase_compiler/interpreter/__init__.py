@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import ml_dtypes
 import numpy as np
 import torch
 from xdsl.dialects.func import ReturnOp
@@ -77,7 +78,7 @@ class Interpreter:
         bound = []
         for name, t in zip(self.input_names, self.arg_types):
             x = inputs[name]
-            x = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else torch.as_tensor(x)
+            x = _to_tensor(x)
             want = torch_dtype(t)
             if x.dtype != want:
                 if x.dtype.is_floating_point != want.is_floating_point or want == torch.bool:
@@ -110,6 +111,15 @@ class Interpreter:
             for vid in self.release[step]:
                 env[vid] = None
         return {n: env[i] for n, i in zip(self.output_names, self.result_ids)}
+
+
+def _to_tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    if not isinstance(x, np.ndarray):
+        return torch.as_tensor(x)
+    x = np.ascontiguousarray(x).reshape(x.shape)  # ascontiguousarray makes 0-d arrays 1-d
+    if x.dtype == ml_dtypes.bfloat16:
+        return torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(x)
 
 
 def run(model: Model, inputs: Mapping[str, torch.Tensor | np.ndarray], device: str | torch.device | None = None) -> dict[str, torch.Tensor]:

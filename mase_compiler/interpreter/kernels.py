@@ -433,7 +433,7 @@ def _gather(op, env):
         ax = axis % x.dim()
         flat = _wrap(idx.reshape(-1).long(), x.shape[ax])
         out = x.index_select(ax, flat)
-        return out.reshape(*x.shape[:ax], *idx.shape, *x.shape[ax + 1:])
+        return out.reshape((*x.shape[:ax], *idx.shape, *x.shape[ax + 1:]))
 
     return gather
 
@@ -469,10 +469,15 @@ def _pad(op, env):
 
     def pad(x, pads, value):
         begin, end = _split_pads([int(v) for v in pads.tolist()])
-        tp = _torch_pad(begin, end)
         if mode == "constant":
-            return F.pad(x, tp, value=value.item() if value.numel() else 0)
-        return F.pad(x, tp, mode=mode)
+            return F.pad(x, _torch_pad(begin, end), value=value.item() if value.numel() else 0)
+        # torch pads only trailing dims in these modes: fold the unpadded leading dims into one batch dim.
+        lead = next((i for i, (b, e) in enumerate(zip(begin, end)) if b or e), x.dim())
+        if lead == x.dim():
+            return x.clone()
+        y = x.reshape((-1, *x.shape[lead:])) if lead > 0 else x.unsqueeze(0)
+        y = F.pad(y, _torch_pad(begin[lead:], end[lead:]), mode=mode)
+        return y.reshape((*x.shape[:lead], *y.shape[1:]))
 
     return pad
 
@@ -483,33 +488,55 @@ def _trilu(op, env):
     return lambda x, k: (torch.triu if upper else torch.tril)(x, int(k.item()) if k.numel() else 0)
 
 
+def _nearest_index(n_out: int, n_in: int, scale: float, ctm: str, rounding: str, device) -> torch.Tensor:
+    """Source index of each output position of a nearest resize (ONNX Resize formulas)."""
+    x = torch.arange(n_out, dtype=torch.float64, device=device)
+    if ctm == "half_pixel":
+        src = (x + 0.5) / scale - 0.5
+    elif ctm == "pytorch_half_pixel":
+        src = (x + 0.5) / scale - 0.5 if n_out > 1 else torch.zeros_like(x)
+    elif ctm == "align_corners":
+        src = x * (n_in - 1) / (n_out - 1) if n_out > 1 else torch.zeros_like(x)
+    elif ctm == "asymmetric":
+        src = x / scale
+    else:
+        raise NotImplementedError(f"resize coordinate_transformation_mode {ctm} is not supported")
+    if rounding == "round_prefer_floor":
+        idx = torch.where(src - torch.floor(src) == 0.5, torch.floor(src), torch.round(src))
+    elif rounding == "round_prefer_ceil":
+        idx = torch.floor(src + 0.5)
+    elif rounding == "floor":
+        idx = torch.floor(src)
+    elif rounding == "ceil":
+        idx = torch.ceil(src)
+    else:
+        raise NotImplementedError(f"resize nearest_mode {rounding} is not supported")
+    return idx.clamp(0, n_in - 1).long()
+
+
 @kernel("graph.resize")
 def _resize(op, env):
     mode, ctm, nearest = p_str(op, "mode"), p_str(op, "coordinate_transformation_mode"), p_str(op, "nearest_mode")
     scales, sizes = op.properties.get("scales"), p_ints(op, "sizes")
     scales = list(scales.get_values()) if scales is not None else None
-    if mode == "nearest":
-        if ctm == "asymmetric" and nearest == "floor":
-            tmode, align = "nearest", None
-        elif ctm in ("half_pixel", "pytorch_half_pixel") and nearest == "round_prefer_ceil":
-            tmode, align = "nearest-exact", None
-        else:
-            raise NotImplementedError(f"resize nearest with {ctm}/{nearest} is not supported")
-    elif mode == "linear":
-        if ctm not in ("half_pixel", "pytorch_half_pixel", "align_corners"):
-            raise NotImplementedError(f"resize linear with {ctm} is not supported")
-        align = ctm == "align_corners"
-        tmode = None
-    else:
+    if mode == "linear" and ctm not in ("half_pixel", "pytorch_half_pixel", "align_corners"):
+        raise NotImplementedError(f"resize linear with {ctm} is not supported")
+    if mode not in ("nearest", "linear"):
         raise NotImplementedError(f"resize mode {mode} is not supported")
 
-    def resize(x):
-        n = x.dim() - 2
-        m = tmode or {1: "linear", 2: "bilinear", 3: "trilinear"}[n]
-        kw = {} if align is None else {"align_corners": align}
+    def out_sizes(x):
         if sizes is not None:
-            return F.interpolate(x, size=sizes[2:], mode=m, **kw)
-        return F.interpolate(x, scale_factor=scales[2:], mode=m, **kw)
+            return list(sizes), [o / i for o, i in zip(sizes, x.shape)]
+        return [int(math.floor(i * s)) for i, s in zip(x.shape, scales)], list(scales)
+
+    def resize(x):
+        n_out, sc = out_sizes(x)
+        if mode == "nearest":
+            for d in range(2, x.dim()):
+                x = x.index_select(d, _nearest_index(n_out[d], x.shape[d], sc[d], ctm, nearest, x.device))
+            return x
+        m = {1: "linear", 2: "bilinear", 3: "trilinear"}[x.dim() - 2]
+        return F.interpolate(x, size=n_out[2:], mode=m, align_corners=ctm == "align_corners")
 
     return resize
 
