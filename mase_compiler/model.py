@@ -11,16 +11,14 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
-from io import StringIO
 from pathlib import Path
 
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
 from xdsl.dialects.func import FuncOp
 from xdsl.parser import Parser
-from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError
 
-from .dialects import make_context
+from .dialects import make_context, print_ir
 from .weights import WeightStore
 
 WEIGHTS_ATTR = "graph.weights"
@@ -57,10 +55,7 @@ class Model:
 
     # ---- text ------------------------------------------------------------------------------
     def text(self, generic: bool = False) -> str:
-        s = StringIO()
-        Printer(stream=s, print_generic_format=generic).print_op(self.module)
-        s.write("\n")
-        return s.getvalue()
+        return print_ir(self.module, generic)
 
     @classmethod
     def parse(cls, text: str, weights: WeightStore | None = None, source: str = "<string>") -> "Model":
