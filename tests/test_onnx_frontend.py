@@ -675,11 +675,11 @@ KNOWN_REJECTIONS = re.compile("|".join((
 # Gaps of the reference interpreter: torch's CPU kernels for add/sub/div/remainder/maximum/minimum and the
 # ordered comparisons have no uint16/32/64 versions (equal, mul and pow do); amax/amin fail on an empty
 # reduced dim; the avg_pool kernel keeps a last ceil_mode window that starts in the right padding (a 2x2
-# result for 1x1); linear Resize computes downsampling coordinates from the size ratio instead of the
-# given scales (off by up to 90%) and has no half_pixel_symmetric mode (NotImplementedError).
+# result for 1x1); linear Resize to explicit sizes with pytorch_half_pixel downsampling differs, and it has
+# no half_pixel_symmetric mode (NotImplementedError).
 INTERPRETER_GAPS = re.compile(r"(add|sub|div|mod|max|min|greater|less)(_equal)?_uint(16|32|64)|reduce_(max|min)_empty_set"
                               r"|averagepool_2d_ceil_last_window_starts_on_pad"
-                              r"|resize_downsample_(scales_linear|sizes_linear_pytorch_half_pixel)|resize_\w*linear_half_pixel_symmetric")
+                              r"|resize_downsample_sizes_linear_pytorch_half_pixel|resize_\w*linear_half_pixel_symmetric")
 
 
 def _as_array(x) -> np.ndarray:

@@ -536,6 +536,9 @@ def _resize(op, env):
                 x = x.index_select(d, _nearest_index(n_out[d], x.shape[d], sc[d], ctm, nearest, x.device))
             return x
         m = {1: "linear", 2: "bilinear", 3: "trilinear"}[x.dim() - 2]
+        if sizes is None and ctm != "align_corners":
+            # ONNX maps coordinates with the given scale, not the size ratio it rounds to.
+            return F.interpolate(x, scale_factor=sc[2:], mode=m, align_corners=False, recompute_scale_factor=False)
         return F.interpolate(x, size=n_out[2:], mode=m, align_corners=ctm == "align_corners")
 
     return resize
