@@ -679,7 +679,7 @@ KNOWN_REJECTIONS = re.compile("|".join((
 # no half_pixel_symmetric mode (NotImplementedError).
 INTERPRETER_GAPS = re.compile(r"(add|sub|div|mod|max|min|greater|less)(_equal)?_uint(16|32|64)|reduce_(max|min)_empty_set"
                               r"|averagepool_2d_ceil_last_window_starts_on_pad"
-                              r"|resize_downsample_sizes_linear_pytorch_half_pixel|resize_\w*linear_half_pixel_symmetric")
+                              r"|resize_downsample_(scales_linear_align_corners|sizes_linear_pytorch_half_pixel)|resize_\w*linear_half_pixel_symmetric")
 
 
 def _as_array(x) -> np.ndarray:
