@@ -27,6 +27,8 @@ def parse_int(name: str, key: str, value: str | None, lo: int, hi: int | None = 
         v = int(value) if value is not None else None
     except ValueError:
         v = None
+    if value is None:
+        raise ValueError(f"'{name}' option {key} needs a value, e.g. '{key}={max(lo, 1) if hi is None else hi}'")
     if v is None or v < lo or (hi is not None and v > hi):
         rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
         raise ValueError(f"'{name}' option {key} must be an integer {rng}, not {value!r}")

@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from . import _fast
 from ._blocks import normalize_axis, split_blocks
 from ._options import parse_choice, parse_int
 from .base import Encoded, Format, compute_dtype
@@ -82,7 +83,15 @@ class ScaledGridFormat(Format):
     def _reduce(t: torch.Tensor, dims: tuple[int, ...], op: str) -> torch.Tensor:
         if not dims or t.ndim == 0:
             return t.clone()
+        if t.numel() == 0:  # reductions over nothing raise; an empty tensor needs no scale values
+            shape = [1 if d in {x % t.ndim for x in dims} else n for d, n in enumerate(t.shape)]
+            return t.new_zeros(shape)
         return getattr(torch, op)(t, dim=dims, keepdim=True)
+
+    @property
+    def abs_statistics(self) -> bool:
+        """Whether the scale depends on max|x| only (signed symmetric grids)."""
+        return self.symmetric and self.fixed_scale() is None and self.grid_bounds()[0] < 0
 
     # ---- scales ----------------------------------------------------------------------------
     def scale_from_range(self, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -95,6 +104,9 @@ class ScaledGridFormat(Format):
         if fixed is not None:
             return torch.full_like(hi, fixed, dtype=torch.float32), None
         gmin, gmax = self.grid_bounds()
+        # Capped so that every grid value times the scale stays a finite float32.
+        span = gmax if self.symmetric else gmax - gmin
+        cap = torch.nextafter(torch.tensor(torch.finfo(torch.float32).max / span, dtype=torch.float32), torch.tensor(0.0))
         if self.symmetric:
             amax = torch.maximum(lo.abs(), hi.abs()) if gmin < 0 else hi.clamp(min=0)
             scale = amax / gmax
@@ -102,8 +114,10 @@ class ScaledGridFormat(Format):
         else:
             lo = lo.clamp(max=0)
             hi = hi.clamp(min=0)
-            scale = (hi - lo) / (gmax - gmin)
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale)).to(torch.float32)
+            scale = (hi - lo) / (gmax - gmin)  # float32 like ONNX Runtime and torch observers
+            if not bool(torch.isfinite(scale).all()):  # hi - lo overflowed float32
+                scale = torch.where(torch.isfinite(scale), scale, ((hi.double() - lo.double()) / (gmax - gmin)).to(scale.dtype))
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale)).clamp(max=float(cap)).to(torch.float32)
         if not self.symmetric:
             zp = torch.round(gmin - lo / scale).clamp(gmin, gmax).to(torch.int32)
         return scale, zp
@@ -112,12 +126,98 @@ class ScaledGridFormat(Format):
         """Dynamic scale of ``x`` in the shape :meth:`quantize` accepts back."""
         v, _, dims = self._view(x, axis)
         finite = torch.nan_to_num(v.to(compute_dtype(x)), nan=0.0, posinf=0.0, neginf=0.0)
-        if self.symmetric and self.fixed_scale() is None:
+        if self.abs_statistics:
             amax = self._reduce(finite.abs(), dims, "amax")
             return self.scale_from_range(-amax, amax)
         return self.scale_from_range(self._reduce(finite, dims, "amin"), self._reduce(finite, dims, "amax"))
 
     # ---- quantize / encode -----------------------------------------------------------------
+    def _quantize_chunked(self, x, scale, zero_point, axis) -> torch.Tensor | None:
+        """:meth:`quantize` for large CPU tensors: the same float32 arithmetic run on
+        cache-sized runs of rows (dim 0 of the scale view) into one output (see
+        :mod:`._fast`).  ``None`` where the shapes do not allow it (then the plain
+        path runs)."""
+        v, merge, dims = self._view(x, axis)
+        if v.ndim == 0 or v.shape[0] < 2 or not v.is_contiguous():
+            return None
+        f32 = torch.float32
+        for t in (scale, zero_point):
+            if t is None:
+                continue
+            shape = torch.as_tensor(t).shape
+            try:
+                grows = len(shape) > v.ndim or torch.broadcast_shapes(shape, v.shape) != v.shape
+            except RuntimeError:
+                grows = True  # not broadcastable: the plain path raises its own error
+            if grows:
+                return None  # a static scale that would broadcast x to a larger shape
+        if scale is None:
+            scale, zero_point = self._chunked_scale(v, {d % v.ndim for d in dims})
+        scale = torch.as_tensor(scale, dtype=f32, device=x.device)
+        zp = None if zero_point is None else torch.as_tensor(zero_point, device=x.device).to(f32)
+        nrows = v.shape[0]
+        rowlen = v.numel() // nrows
+
+        def part(t: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
+            return t[r0:r1] if t.ndim == v.ndim and t.shape[0] != 1 else t
+
+        gmin, gmax = self.grid_bounds()
+        in_place = self.rounding == "even" and type(self).round_grid is ScaledGridFormat.round_grid
+        out = torch.empty(v.shape, dtype=f32)
+        tmp = torch.empty((_fast.rows_per_chunk(nrows, rowlen), *v.shape[1:]), dtype=f32)
+        for r0, r1 in _fast.row_ranges(nrows, rowlen):
+            y = tmp[: r1 - r0]
+            s = part(scale, r0, r1)
+            if v.dtype == f32:
+                torch.div(v[r0:r1], s, out=y)
+            else:
+                y.copy_(v[r0:r1]).div_(s)
+            q = y.round_() if in_place else self.round_grid(y)
+            if zp is not None:
+                q.add_(part(zp, r0, r1))
+            q.clamp_(gmin, gmax)
+            if zp is not None:
+                q.sub_(part(zp, r0, r1))
+            torch.mul(q, s, out=out[r0:r1])
+        return merge(out).to(x.dtype)
+
+    def _chunked_scale(self, v: torch.Tensor, dims: set[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`compute_scale` of the view ``v`` (``dims`` normalized), a chunk of rows at a time."""
+        f32 = torch.float32
+        keep = tuple(1 if d in dims else n for d, n in enumerate(v.shape))
+        if self.fixed_scale() is not None:  # data-independent: only the shape matters
+            hi = torch.empty(keep, dtype=f32, device=v.device)
+            return self.scale_from_range(hi, hi)
+        nrows = v.shape[0]
+        rowlen = v.numel() // nrows
+        rd = tuple(sorted(dims))
+        ops = ("amax",) if self.abs_statistics else ("amin", "amax")
+        acc: dict[str, torch.Tensor] = {}
+        if 0 not in dims:
+            acc = {op: torch.empty(keep, dtype=f32, device=v.device) for op in ops}
+        tmp = torch.empty((_fast.rows_per_chunk(nrows, rowlen), *v.shape[1:]), dtype=f32)
+        for r0, r1 in _fast.row_ranges(nrows, rowlen):
+            t = tmp[: r1 - r0]
+            if v.dtype == f32:
+                torch.nan_to_num(v[r0:r1], nan=0.0, posinf=0.0, neginf=0.0, out=t)
+            else:
+                torch.nan_to_num_(t.copy_(v[r0:r1]), nan=0.0, posinf=0.0, neginf=0.0)
+            if self.abs_statistics:
+                t.abs_()
+            for op in ops:
+                if not rd:  # _reduce over no dims is the identity (one scale per element)
+                    acc[op][r0:r1].copy_(t)
+                    continue
+                if 0 not in dims:
+                    getattr(torch, op)(t, dim=rd, keepdim=True, out=acc[op][r0:r1])
+                    continue
+                p = getattr(torch, op)(t, dim=rd, keepdim=True)
+                # max/min are exact, so the order of combining chunks does not matter
+                acc[op] = p if op not in acc else (torch.maximum if op == "amax" else torch.minimum)(acc[op], p)
+        if self.abs_statistics:
+            return self.scale_from_range(-acc["amax"], acc["amax"])
+        return self.scale_from_range(acc["amin"], acc["amax"])
+
     def _grid_values(self, x, scale, zero_point, axis):
         v, merge, dims = self._view(x, axis)
         cd = compute_dtype(x)
@@ -125,10 +225,11 @@ class ScaledGridFormat(Format):
             scale, zero_point = self.compute_scale(x, axis)
         scale = torch.as_tensor(scale, dtype=torch.float32, device=x.device)
         y = v.to(cd) / scale.to(cd)
-        if zero_point is not None:
-            y = y + torch.as_tensor(zero_point, device=x.device).to(cd)
+        q = self.round_grid(y)
+        if zero_point is not None:  # added after rounding, as ONNX QuantizeLinear and torch do
+            q = q + torch.as_tensor(zero_point, device=x.device).to(cd)
         gmin, gmax = self.grid_bounds()
-        q = self.round_grid(y).clamp_(gmin, gmax)
+        q = q.clamp_(gmin, gmax)
         return q, scale, zero_point, merge
 
     def quantize(
@@ -139,6 +240,10 @@ class ScaledGridFormat(Format):
         axis: int | None = None,
     ) -> torch.Tensor:
         """Fake-quantize ``x``; ``scale``/``zero_point`` from calibration, else computed from ``x``."""
+        if self.rounding != "stochastic" and _fast.applicable(x):
+            out = self._quantize_chunked(x, scale, zero_point, axis)
+            if out is not None:
+                return out
         q, scale, zp, merge = self._grid_values(x, scale, zero_point, axis)
         if zp is not None:
             q = q - torch.as_tensor(zp, device=x.device).to(q.dtype)
@@ -205,6 +310,8 @@ def parse_granularity(name: str, opts: dict[str, str | None]) -> tuple[str, int,
     axis = parse_int(name, "axis", opts["axis"], -8, 7) if "axis" in opts else None
     if axis is not None and gran == "tensor":
         raise ValueError(f"'{name}' option axis needs a granularity (channel, token or group=N)")
+    if axis == DEFAULT_AXIS[gran]:
+        axis = None  # the default, spelled out: one canonical form
     return gran, group, axis
 
 

@@ -20,6 +20,7 @@ from functools import cached_property
 
 import torch
 
+from . import _fast
 from ._options import parse_choice, parse_int, split_options
 from .base import Encoded, Format, compute_dtype
 from .packing import pack_bits
@@ -116,7 +117,8 @@ class MinifloatFormat(Format):
 
     @property
     def has_nan(self) -> bool:
-        return self.special != "none"
+        # An ieee format with no mantissa bits has only Inf in its top exponent.
+        return self.special == "fn" or (self.special == "ieee" and self.man_bits > 0)
 
     # ---- spec ------------------------------------------------------------------------------
     @property
@@ -164,6 +166,40 @@ class MinifloatFormat(Format):
             q = torch.where(torch.isinf(y), y, q)
         return q
 
+    def chunk_rounder(self, n: int, finite_only: bool = False):
+        """:meth:`round_unscaled` for float32 chunks of at most ``n`` elements (see
+        :mod:`._fast`), reusing its buffers; the result may alias earlier results,
+        never its argument, which it leaves unchanged.  ``finite_only``: the caller
+        discards results for non-finite inputs (MX NaN blocks)."""
+        if self.rounding == "even":
+            if _fast.magic_rne_ok(self.emin, self.man_bits, self.max_value):
+                kind = "magic"
+            elif (self.exp_bits, self.man_bits, self.bias, self.special) == (8, 7, 127, "ieee"):
+                kind = "bf16"
+            else:
+                kind = None
+        else:
+            kind = None
+        if kind is None:
+            return self.round_unscaled
+        out_buf = torch.empty(n, dtype=torch.float32)
+        ibuf = torch.empty(n, dtype=torch.int32) if kind == "magic" else None
+        emin, m, maxv = self.emin, self.man_bits, self.max_value
+        keep_inf = self.has_inf and not finite_only
+
+        def round_chunk(y: torch.Tensor) -> torch.Tensor:
+            cnt = y.numel()
+            o = out_buf[:cnt].view(y.shape)
+            if kind == "magic":
+                _fast.rne_minifloat(y, o, ibuf[:cnt].view(y.shape), emin, m, maxv)
+            else:  # bf16 is float32 with 7 mantissa bits: torch's cast rounds half to even
+                o.copy_(torch.clamp(y, -maxv, maxv, out=o).to(torch.bfloat16))
+            if keep_inf:
+                torch.where(torch.isinf(y), y, o, out=o)
+            return o
+
+        return round_chunk
+
     def to_codes(self, q: torch.Tensor) -> torch.Tensor:
         """Codes (int64) of exactly representable values ``q``."""
         e, m = self.exp_bits, self.man_bits
@@ -198,12 +234,57 @@ class MinifloatFormat(Format):
 
     def quantize(self, x: torch.Tensor, scale: torch.Tensor | float | None = None) -> torch.Tensor:
         """Round to the format; with ``scale``, quantize ``x / scale`` and multiply back."""
+        if (
+            self.rounding != "stochastic"
+            and _fast.applicable(x)
+            and x.is_contiguous()
+            and (scale is None or isinstance(scale, (int, float)) or (isinstance(scale, torch.Tensor) and scale.ndim == 0))
+        ):
+            return self._quantize_chunked(x, scale)
         cd = compute_dtype(x)
         y = x.to(cd)
         if scale is not None:
-            s = torch.as_tensor(scale, dtype=cd, device=x.device)
-            return (self.round_unscaled(y / s) * s).to(x.dtype)
+            s = torch.as_tensor(scale, dtype=torch.float32, device=x.device).to(cd)  # scales are float32, as encode stores them
+            return (self.round_unscaled(self._divide(y, s)) * s).to(x.dtype)
         return self.round_unscaled(y).to(x.dtype)
+
+    def _divide(self, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """``y / s`` where a finite ``y`` that overflows saturates instead of becoming Inf."""
+        q = y / s
+        if self.has_inf:
+            q = torch.where(torch.isinf(y), q, q.clamp(-self.max_value, self.max_value))
+        return q
+
+    def _quantize_chunked(self, x: torch.Tensor, scale: torch.Tensor | float | None) -> torch.Tensor:
+        """:meth:`quantize` of a large contiguous CPU tensor with at most a scalar scale,
+        chunk by chunk into the output (same float32 arithmetic, see :mod:`._fast`)."""
+        f32 = torch.float32
+        flat = x.view(-1)
+        n = flat.numel()
+        s = None if scale is None else torch.as_tensor(scale, dtype=f32, device=x.device)
+        out = torch.empty_like(flat)
+        size = min(n, _fast.chunk_elems(n))
+        tmp = torch.empty(size, dtype=f32)
+        round_ = self.chunk_rounder(size)
+        for i0 in range(0, n, size):
+            c = flat[i0 : i0 + size]
+            y = tmp[: c.numel()]
+            if s is not None and self.has_inf:
+                y = self._divide(c.to(f32), s)  # keeps finite overflow finite, as quantize does
+            elif x.dtype == f32:
+                if s is None:
+                    y = c  # rounders leave their argument unchanged
+                else:
+                    torch.div(c, s, out=y)
+            else:
+                y.copy_(c)
+                if s is not None:
+                    y.div_(s)
+            q = round_(y)  # a new tensor or the rounder's own buffer, never ``c``
+            if s is not None:
+                q = q.mul_(s)
+            out[i0 : i0 + size].copy_(q)
+        return out.view(x.shape)
 
     def encode(self, x: torch.Tensor, scale: torch.Tensor | float | None = None) -> Encoded:
         cd = compute_dtype(x)
@@ -211,7 +292,7 @@ class MinifloatFormat(Format):
         s = None
         if scale is not None:
             s = torch.as_tensor(scale, dtype=torch.float32, device=x.device)
-            y = y / s.to(cd)
+            y = self._divide(y, s.to(cd))
         codes = self.to_codes(self.round_unscaled(y))
         return Encoded(self.spec, tuple(x.shape), x.dtype, pack_bits(codes, self.bits), self.bits, tuple(x.shape), scales=s)
 
@@ -238,6 +319,8 @@ def _parse_rounding(name: str, opts: dict[str, str | None]) -> tuple[str, int | 
     seed = parse_int(name, "seed", opts["seed"], 0) if "seed" in opts else None
     if seed is not None and rounding != "stochastic":
         raise ValueError(f"'{name}' option seed only applies with round=stochastic")
+    if seed == 0:
+        seed = None  # the default seed, spelled out: one canonical form
     return rounding, seed
 
 

@@ -21,6 +21,7 @@ from functools import cached_property
 
 import torch
 
+from . import _fast
 from ._blocks import split_blocks
 from ._options import parse_choice, parse_int, split_options
 from .base import Encoded, Format, compute_dtype
@@ -80,6 +81,18 @@ class IntElement:
     def round_unscaled(self, y: torch.Tensor) -> torch.Tensor:
         k = round_to_int(y * 2.0**self.frac, self.rounding, self.seed).clamp_(-self.kmax, self.kmax)
         return k.mul_(2.0**-self.frac)
+
+    def chunk_rounder(self, n: int, finite_only: bool = False):
+        """:meth:`round_unscaled` for float32 chunks of at most ``n`` elements; may work
+        in place (the result may alias its argument, which it may modify)."""
+        if self.rounding != "even":
+            return self.round_unscaled
+        up, down, kmax = 2.0**self.frac, 2.0**-self.frac, float(self.kmax)
+
+        def round_int(y: torch.Tensor) -> torch.Tensor:
+            return y.mul_(up).round_().clamp_(-kmax, kmax).mul_(down)
+
+        return round_int
 
     def to_codes(self, q: torch.Tensor) -> torch.Tensor:
         return torch.nan_to_num(q * 2.0**self.frac).to(torch.int64) & ((1 << self.bits) - 1)
@@ -145,11 +158,94 @@ class MXFormat(Format):
     # ---- Format ----------------------------------------------------------------------------
     def quantize(self, x: torch.Tensor, axis: int | None = None) -> torch.Tensor:
         """Fake-quantize in blocks along ``axis`` (default: the format's, normally the last)."""
+        if self.rounding != "stochastic" and _fast.applicable(x):
+            out = self._quantize_chunked(x, self.axis if axis is None else axis)
+            if out is not None:
+                return out
         blocks, merge = split_blocks(x.to(compute_dtype(x)), self.axis if axis is None else axis, self.block)
         q, xexp, bad = self._quantize_blocks(blocks)
         out = torch.ldexp(q, xexp)
         out = out.masked_fill_(bad, torch.nan) if bool(bad.any()) else out
         return merge(out).to(x.dtype)
+
+    def _quantize_chunked(self, x: torch.Tensor, axis: int) -> torch.Tensor | None:
+        """:meth:`quantize` for large CPU tensors: the same float32 operations, run on
+        cache-sized runs of whole blocks, each result written once (see :mod:`._fast`).
+        The output has the values *and strides* of the plain path; ``None`` (plain
+        path) for tensors whose blocks are not a dense layout."""
+        f32 = torch.float32
+        k = self.block
+        blocks, merge = split_blocks(x, axis, k)  # zero padding is exact in any dtype
+        if not _fast.dense(blocks):
+            return None
+        if blocks.is_contiguous():
+            bl, d = blocks.view(-1, k), 0
+        else:
+            # A strided view of x (axis other than the last): run along the dim that is
+            # outermost in memory (never the in-block dim), write in the same layout,
+            # which is the layout the plain path's element-wise ops give.
+            bl = blocks
+            d = max(range(bl.ndim - 1), key=lambda i: bl.stride(i) if bl.shape[i] > 1 else -1)
+        total = bl.shape[d]
+        per = bl.numel() // max(total, 1)
+        step = _fast.rows_per_chunk(total, per)
+        cap = step * per
+        tmp = torch.empty(cap, dtype=f32)
+
+        def chunks():
+            for r0, r1 in _fast.row_ranges(total, per):
+                yield (lambda t, r0=r0, r1=r1: t.narrow(d, r0, r1 - r0))
+
+        def scratch(view: torch.Tensor) -> torch.Tensor:
+            return tmp[: view.numel()].view(view.shape)
+
+        # Pass 1: block maxima (NaN propagates through amax, as in _quantize_blocks).
+        amax = torch.empty((*bl.shape[:-1], 1), dtype=f32)
+        for part in chunks():
+            c = part(bl)
+            t = scratch(c)
+            if x.dtype == f32:
+                torch.abs(c, out=t)
+            else:
+                t.copy_(c).abs_()
+            torch.amax(t, dim=-1, keepdim=True, out=part(amax))
+        el = self.elem
+        if self.scale_mode == "floor" and el.emax >= 0:
+            # shared_exponent from the float32 bits: floor(log2 amax) is the biased
+            # exponent field - 127 for normal amax; zero and subnormal amax give
+            # <= -127 - emax, clamped to -127 just as frexp's exponent is.
+            # (NaN/Inf blocks get some X: they are overwritten with NaN below.)
+            field = (amax.view(torch.int32) >> 23) & 0xFF
+            bad = field == 0xFF
+            xexp = field.sub_(127 + el.emax).clamp_(-E8M0_BIAS, E8M0_BIAS)
+            down = _fast.pow2(xexp.neg())
+            up = _fast.pow2(xexp)
+        else:
+            bad = ~torch.isfinite(amax)
+            xexp = self.shared_exponent(torch.where(bad, torch.zeros_like(amax), amax))
+            # ldexp(v, e) == v * 2^e exactly for e in [-127, 127] (2^e is a float32).
+            down = torch.pow(2.0, -xexp)
+            up = torch.pow(2.0, xexp)
+        # Pass 2: scale, round the element, scale back, write the output once.
+        # Non-finite blocks become NaN below, so the rounder need only be exact for finite y.
+        out = torch.empty_like(bl, dtype=x.dtype)
+        round_ = el.chunk_rounder(cap, finite_only=True)
+        for part in chunks():
+            c = part(bl)
+            y = scratch(c)
+            torch.mul(c, part(down), out=y)
+            q = round_(y)
+            if x.dtype == f32:
+                torch.mul(q, part(up), out=part(out))
+            else:
+                part(out).copy_(q.mul_(part(up)))
+        if bool(bad.any()):
+            out.masked_fill_(bad, torch.nan)
+        res = merge(out.view(blocks.shape))
+        if x.dtype != f32 and not _fast.dense(res):
+            # the plain path ends with .to(x.dtype) of this view: a fresh tensor
+            res = torch.empty_like(res).copy_(res)
+        return res
 
     def encode(self, x: torch.Tensor, axis: int | None = None) -> Encoded:
         ax = self.axis if axis is None else axis

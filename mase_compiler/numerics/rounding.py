@@ -21,7 +21,10 @@ def round_to_int(y: torch.Tensor, mode: str = "even", seed: int | None = None) -
     if mode == "even":
         return torch.round(y)
     if mode == "away":
-        return torch.trunc(y + torch.copysign(torch.full_like(y, 0.5), y))
+        # |y| - floor(|y|) is exact, so the tie test is too (adding 0.5 first would round).
+        a = y.abs()
+        f = torch.floor(a)
+        return torch.copysign(f + (a - f >= 0.5).to(y.dtype), y)
     if mode == "floor":
         return torch.floor(y)
     if mode == "ceil":
@@ -31,5 +34,7 @@ def round_to_int(y: torch.Tensor, mode: str = "even", seed: int | None = None) -
     if mode == "stochastic":
         gen = torch.Generator(device=y.device).manual_seed(0 if seed is None else seed)
         noise = torch.rand(y.shape, generator=gen, device=y.device, dtype=y.dtype)
-        return torch.floor(y + noise)
+        # Compare instead of floor(y + noise): the sum rounds, moving on-grid values and -0.
+        f = torch.floor(y)
+        return torch.where(noise < y - f, f + 1, f)
     raise ValueError(f"rounding mode must be one of {', '.join(ROUNDING_MODES)}, not {mode!r}")
