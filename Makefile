@@ -24,6 +24,8 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/numerics.py
+	$(BIN)/python bench/import.py
+	$(BIN)/python bench/conformance.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis bench/results
