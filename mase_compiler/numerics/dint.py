@@ -23,7 +23,7 @@ import torch
 from ._options import split_options
 from ._scaled import ScaledGridFormat, check_granularity, parse_granularity
 from .minifloat import _parse_rounding, _rounding_suffix
-from .rounding import ROUNDING_MODES, round_to_int
+from .rounding import check_rounding, round_to_int
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,7 @@ class DIntFormat(ScaledGridFormat):
         if not 3 <= self.bits <= 16:
             raise ValueError(f"dint bits must be in 3..16, not {self.bits}")
         check_granularity(self.granularity, self.group)
-        if self.rounding not in ROUNDING_MODES:
-            raise ValueError(f"rounding must be one of {', '.join(ROUNDING_MODES)}, not {self.rounding!r}")
+        check_rounding(self.rounding)
 
     @property
     def element_bits(self) -> int:  # type: ignore[override]

@@ -13,7 +13,7 @@ import torch
 from ._options import parse_int, split_options
 from ._scaled import ScaledGridFormat
 from .minifloat import _parse_rounding, _rounding_suffix
-from .rounding import ROUNDING_MODES
+from .rounding import check_rounding
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,7 @@ class FixedFormat(ScaledGridFormat):
             raise ValueError(f"fixed-point bits must be in 2..32, not {self.bits}")
         if not -32 <= self.frac <= 64:
             raise ValueError(f"fixed-point frac must be in -32..64, not {self.frac}")
-        if self.rounding not in ROUNDING_MODES:
-            raise ValueError(f"rounding must be one of {', '.join(ROUNDING_MODES)}, not {self.rounding!r}")
+        check_rounding(self.rounding)
 
     @property
     def element_bits(self) -> int:  # type: ignore[override]

@@ -16,7 +16,7 @@ import torch
 from ._options import split_options
 from ._scaled import ScaledGridFormat, check_granularity, parse_granularity
 from .minifloat import _parse_rounding, _rounding_suffix
-from .rounding import ROUNDING_MODES
+from .rounding import check_rounding
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,7 @@ class IntFormat(ScaledGridFormat):
         if not 2 <= self.bits <= 16:
             raise ValueError(f"integer bits must be in 2..16, not {self.bits}")
         check_granularity(self.granularity, self.group)
-        if self.rounding not in ROUNDING_MODES:
-            raise ValueError(f"rounding must be one of {', '.join(ROUNDING_MODES)}, not {self.rounding!r}")
+        check_rounding(self.rounding)
 
     @property
     def element_bits(self) -> int:  # type: ignore[override]

@@ -24,7 +24,7 @@ from . import _fast
 from ._options import parse_choice, parse_int, split_options
 from .base import Encoded, Format, compute_dtype
 from .packing import pack_bits
-from .rounding import ROUNDING_MODES, round_to_int
+from .rounding import ROUNDING_MODES, check_rounding, round_to_int
 
 SPECIALS = ("ieee", "fn", "none")
 
@@ -57,8 +57,7 @@ class MinifloatFormat(Format):
             )
         if self.special not in SPECIALS:
             raise ValueError(f"minifloat special must be one of {', '.join(SPECIALS)}, not {self.special!r}")
-        if self.rounding not in ROUNDING_MODES:
-            raise ValueError(f"rounding must be one of {', '.join(ROUNDING_MODES)}, not {self.rounding!r}")
+        check_rounding(self.rounding)
         # Every value and step must be a float32 (subnormals included) for exact arithmetic.
         top_exp = (1 << self.exp_bits) - (2 if self.special == "ieee" else 1) - self.bias
         if self.emin - self.man_bits < -149 or top_exp > 127:

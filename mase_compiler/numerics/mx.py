@@ -27,7 +27,7 @@ from ._options import parse_choice, parse_int, split_options
 from .base import Encoded, Format, compute_dtype
 from .minifloat import BY_NAME, MinifloatFormat, _parse_rounding, _rounding_suffix
 from .packing import pack_bits
-from .rounding import ROUNDING_MODES, round_to_int
+from .rounding import check_rounding, round_to_int
 
 SCALE_MODES = ("floor", "ceil", "even")
 E8M0_BIAS = 127
@@ -115,8 +115,7 @@ class MXFormat(Format):
         if self.block < 1:
             raise ValueError(f"MX block size must be >= 1, not {self.block} (OCP default 32)")
         parse_choice("mx", "scale", self.scale_mode, SCALE_MODES)
-        if self.rounding not in ROUNDING_MODES:
-            raise ValueError(f"rounding must be one of {', '.join(ROUNDING_MODES)}, not {self.rounding!r}")
+        check_rounding(self.rounding)
         if not (self.element in BY_NAME or self.element.startswith("int")):
             raise ValueError(f"MX element must be a minifloat name or intN, not {self.element!r}")
         _ = self.elem  # validates int width

@@ -12,6 +12,12 @@ import torch
 ROUNDING_MODES = ("even", "away", "floor", "ceil", "zero", "stochastic")
 
 
+def check_rounding(mode: str) -> None:
+    """Reject an unknown rounding mode (formats call this from their constructors)."""
+    if mode not in ROUNDING_MODES:
+        raise ValueError(f"rounding must be one of {', '.join(ROUNDING_MODES)}, not {mode!r}")
+
+
 def round_to_int(y: torch.Tensor, mode: str = "even", seed: int | None = None) -> torch.Tensor:
     """Round ``y`` (already in units of the grid step) to integers.
 
@@ -37,4 +43,5 @@ def round_to_int(y: torch.Tensor, mode: str = "even", seed: int | None = None) -
         # Compare instead of floor(y + noise): the sum rounds, moving on-grid values and -0.
         f = torch.floor(y)
         return torch.where(noise < y - f, f + 1, f)
-    raise ValueError(f"rounding mode must be one of {', '.join(ROUNDING_MODES)}, not {mode!r}")
+    check_rounding(mode)
+    raise AssertionError(mode)  # unreachable: every valid mode returned above
