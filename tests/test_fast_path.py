@@ -18,6 +18,16 @@ from mase_compiler.numerics import _fast
 LARGE = _fast.MIN_NUMEL + 4099  # above the fast-path threshold, not a multiple of the chunk
 
 
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch, request):
+    """Small chunks, so that test-sized tensors take many chunks (and the scaled family's
+    higher threshold does not keep them on the plain path)."""
+    if request.node.name == "test_default_chunking_large_tensor":
+        return
+    monkeypatch.setattr(_fast, "CHUNK_ELEMS", 1 << 14)
+    monkeypatch.setattr(_fast, "MIN_NUMEL_SCALED", _fast.MIN_NUMEL)
+
+
 def same_bits(a, b) -> bool:
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
         return a == b  # (exception type, message) from both paths
@@ -108,6 +118,12 @@ def test_minifloat_rounding_on_bit_patterns(spec):
     assert same_bits(rounder(x)[finite], fmt.round_unscaled(x)[finite])
 
 
+def test_dint_in_place_rounding_on_bit_patterns():
+    fmt = parse("dint4")
+    x = _bit_patterns()
+    assert same_bits(fmt.round_grid_(x.clone()), fmt.round_grid(x))
+
+
 @pytest.mark.parametrize("spec", BUILTIN_SPECS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_builtin_specs_fast_equals_plain(spec, dtype):
@@ -176,6 +192,13 @@ def test_minifloat_scalar_scale(spec):
     for sc in (0.37, torch.tensor(1e-3), torch.tensor(3.0, dtype=torch.float64), torch.rand(333) + 0.5):
         for dt in (torch.float32, torch.float16):
             assert same_bits(*both(fmt.quantize, x.to(dt), scale=sc)), (spec, sc, dt)
+
+
+def test_default_chunking_large_tensor():
+    x = sample((1025, 1031))  # above every threshold, two default-sized chunks
+    assert x.numel() >= _fast.MIN_NUMEL_SCALED
+    for spec in BUILTIN_SPECS:
+        assert same_bits(*both(parse(spec).quantize, x)), spec
 
 
 def test_stochastic_rounding_unchanged():

@@ -46,6 +46,12 @@ class ScaledGridFormat(Format):
         """Nearest grid value of ``y`` (in units of the scale), not yet clamped."""
         return round_to_int(y, self.rounding, self.seed)
 
+    def round_grid_(self, y: torch.Tensor) -> torch.Tensor:
+        """:meth:`round_grid` for the chunked path: may round ``y`` in place and return it."""
+        if self.rounding == "even" and type(self).round_grid is ScaledGridFormat.round_grid:
+            return y.round_()
+        return self.round_grid(y)
+
     def grid_to_codes(self, q: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -162,7 +168,6 @@ class ScaledGridFormat(Format):
             return t[r0:r1] if t.ndim == v.ndim and t.shape[0] != 1 else t
 
         gmin, gmax = self.grid_bounds()
-        in_place = self.rounding == "even" and type(self).round_grid is ScaledGridFormat.round_grid
         out = torch.empty(v.shape, dtype=f32)
         tmp = torch.empty((_fast.rows_per_chunk(nrows, rowlen), *v.shape[1:]), dtype=f32)
         for r0, r1 in _fast.row_ranges(nrows, rowlen):
@@ -172,7 +177,7 @@ class ScaledGridFormat(Format):
                 torch.div(v[r0:r1], s, out=y)
             else:
                 y.copy_(v[r0:r1]).div_(s)
-            q = y.round_() if in_place else self.round_grid(y)
+            q = self.round_grid_(y)
             if zp is not None:
                 q.add_(part(zp, r0, r1))
             q.clamp_(gmin, gmax)
@@ -240,7 +245,7 @@ class ScaledGridFormat(Format):
         axis: int | None = None,
     ) -> torch.Tensor:
         """Fake-quantize ``x``; ``scale``/``zero_point`` from calibration, else computed from ``x``."""
-        if self.rounding != "stochastic" and _fast.applicable(x):
+        if self.rounding != "stochastic" and _fast.applicable(x, _fast.MIN_NUMEL_SCALED):
             out = self._quantize_chunked(x, scale, zero_point, axis)
             if out is not None:
                 return out

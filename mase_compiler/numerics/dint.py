@@ -59,6 +59,18 @@ class DIntFormat(ScaledGridFormat):
         coarse = round_to_int(y, self.rounding, self.seed)
         return torch.where(y.abs() < 1, fine, coarse)
 
+    def round_grid_(self, y: torch.Tensor) -> torch.Tensor:
+        """:meth:`round_grid` in place for the chunked path.  With ties to even it is
+        ``round(y * s) / s`` with ``s = 2`` below 1 and ``1`` elsewhere: scaling by 2
+        is exact there and dividing the integer by 2 is ``* 0.5``, so the bits are
+        those of the ``where(fine, coarse)`` form (NaN and Inf take ``s = 1``)."""
+        if self.rounding != "even":
+            return self.round_grid(y)
+        s = torch.abs(y)
+        torch.lt(s, 1.0, out=s)  # 1.0 where |y| < 1, else 0.0
+        s.add_(1.0)
+        return y.mul_(s).round_().div_(s)
+
     def grid_to_codes(self, q: torch.Tensor) -> torch.Tensor:
         a = q.abs()
         m = torch.where(a < 1, a * 2, a + 1).to(torch.int64)
