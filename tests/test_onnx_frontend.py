@@ -47,19 +47,6 @@ CASES = [(m, e) for m in zoo.MODELS for e in zoo.EXPORTERS]
 
 
 @pytest.fixture(scope="session")
-def zoo_dir(tmp_path_factory):
-    d = zoo.default_cache_dir()
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        probe = d / ".write-probe"
-        probe.write_text("")
-        probe.unlink()
-        return d
-    except OSError:
-        return tmp_path_factory.mktemp("zoo")
-
-
-@pytest.fixture(scope="session")
 def exported(zoo_dir):
     cache: dict[tuple[str, str], object] = {}
 

@@ -246,20 +246,6 @@ def test_dynamic_dims_stay_symbolic(imported):
 
 
 # ---- the same model through the ONNX frontend ------------------------------------------------------
-@pytest.fixture(scope="session")
-def zoo_dir(tmp_path_factory):
-    from mase_compiler import zoo
-
-    d = zoo.default_cache_dir()
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        probe = d / ".write-probe-pytorch"
-        probe.write_text("")
-        probe.unlink()
-        return d
-    except OSError:
-        return tmp_path_factory.mktemp("zoo")
-
 
 @pytest.mark.parametrize("name", ["cnn", "bert", "gpt2", "llama", "minilm"])
 def test_onnx_and_pytorch_imports_agree(name, zoo_dir, imported):
