@@ -655,7 +655,6 @@ KNOWN_REJECTIONS = re.compile("|".join((
     r"maxpool_with_argmax",  # MaxPool's Indices output
     r"resize_\w*(cubic|antialias|tf_crop_and_resize)",  # cubic, antialiased, crop-and-resize Resize
     r"cast(like)?_\w*(FLOAT8|FLOAT4|INT4|UINT4)",  # element types the frontend does not import (fp8, fp4, int4, e8m0)
-    r"mod_int64_fmod|mod_mixed_sign_float",  # Mod with fmod=1
     r"resize_\w*_not_(larger|smaller)",  # Resize's keep_aspect_ratio_policy other than stretch
     r"center_crop_pad_crop_(axes_chw|axes_hwc|negative_axes_hwc)_expanded",  # Pad whose pads the graph computes
 )))

@@ -177,10 +177,9 @@ def _compare(node: Node) -> SSAValue:
 
 @converter("Mod")
 def _mod(node: Node) -> SSAValue:
-    if node.attr("fmod", 0):
-        raise node.error("fmod=1 (C fmod) is not supported; graph.mod takes the sign of the divisor")
     a, b = node.x(0), node.x(1)
-    return node.emit(g.ModOp, [a, b], broadcast_type(node, a, b))
+    # fmod=1: C fmod, the sign of the dividend (ONNX's only choice for floats).
+    return node.emit(g.ModOp, [a, b], broadcast_type(node, a, b), fmod=1 if node.attr("fmod", 0) else None)
 
 
 @converter("Max", "Min", "Sum", "Mean")
