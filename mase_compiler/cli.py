@@ -31,8 +31,9 @@ def _print_table(title: str, rows: list[dict[str, object]], columns: list[tuple[
     from rich.table import Table
 
     table = Table(title=title)
-    for _, header in columns:
-        table.add_column(header, justify="left" if header in ("format", "tensor", "family", "scale") else "right")
+    for key, header in columns:
+        numeric = all(isinstance(row[key], (int, float)) for row in rows)
+        table.add_column(header, justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*(_number(row[key]) for key, _ in columns))
     # Off a terminal (pipes, CI logs) rich would wrap at 80 columns; give tables room instead.
@@ -131,6 +132,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_passes(args: argparse.Namespace) -> int:
+    from .pipeline import passes
+
+    rows = passes()
+    if args.json:
+        _dump(rows)
+        return 0
+    for r in rows:
+        r["opts"] = " ".join(f"{o['name']}={o['default']}" for o in r["options"]) or "-"
+    _print_table("masec passes (pipeline syntax: pass{opt=value other=value},next)", rows,
+                 [("name", "pass"), ("opts", "options (defaults)"), ("summary", "what it does")])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="masec", description="masec: an MLIR-style quantization compiler")
     p.add_argument("--version", action="version", version=f"masec {__version__}")
@@ -166,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default=None, help="cpu (default) or cuda")
     r.add_argument("--json", action="store_true", help="print output shapes as JSON")
     r.set_defaults(func=cmd_run)
+
+    ps = sub.add_parser("passes", help="list the passes a pipeline string can name, with their options")
+    ps.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ps.set_defaults(func=cmd_passes)
     return p
 
 

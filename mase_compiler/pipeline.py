@@ -41,11 +41,33 @@ def _canonicalize() -> type[ModulePass]:
     return CanonicalizePass
 
 
+# For passes whose class has no docstring (xDSL's cse and dce).
+SUMMARIES = {
+    "cse": "Common subexpression elimination of pure ops.",
+    "dce": "Removes pure ops whose results are unused.",
+}
+
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _canonicalize,
     "cse": _cse,
     "dce": _dce,
 }
+
+
+def passes() -> list[dict[str, object]]:
+    """Every registered pass with its options (name, type, default) and the first line of its docstring."""
+    import dataclasses
+
+    rows = []
+    for key, factory in sorted(PASSES.items()):
+        cls = factory()
+        opts = [
+            {"name": f.name, "type": str(f.type), "default": None if f.default is dataclasses.MISSING else f.default}
+            for f in dataclasses.fields(cls)
+        ] if dataclasses.is_dataclass(cls) else []
+        doc = (cls.__doc__ or "").strip().splitlines()
+        rows.append({"name": key, "options": opts, "summary": doc[0] if doc else SUMMARIES.get(key, "")})
+    return rows
 
 
 def parse(spec: str) -> list[ModulePass]:

@@ -141,3 +141,14 @@ def test_opt_rejects_invalid_ir(tmp_path, capsys):
     rc, _, err = _cli(capsys, "opt", bad)
     assert rc == 2 and "'graph.transpose' op expected perm to be a permutation" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_pass_registry_keys_are_pass_names_and_listed(capsys):
+    import json
+
+    from mase_compiler.pipeline import PASSES
+
+    for key, factory in PASSES.items():
+        assert factory().name == key
+    rc, out, _ = _cli(capsys, "passes", "--json")
+    assert rc == 0 and [r["name"] for r in json.loads(out)] == sorted(PASSES)
