@@ -31,7 +31,7 @@ from xdsl.dialects.builtin import (
     i1,
     i64,
 )
-from xdsl.ir import Attribute, Dialect, SSAValue
+from xdsl.ir import Attribute, Dialect, Operation, SSAValue
 from xdsl.irdl import (
     AnyOf,
     base,
@@ -97,6 +97,19 @@ def i64_array(values: Sequence[int]) -> DenseArrayBase:
 
 def int_attr(v: int) -> IntegerAttr:
     return IntegerAttr(v, i64)
+
+
+NODE_ATTR = "graph.node"
+"""Discardable attribute naming the source node an op came from (ONNX node or module path).
+
+Frontends set it on compute ops; pipelines select ops by it (``quantize{skip=...}``) and
+reports show it.  Not unique: one source node may lower to several ops."""
+
+
+def node_name(op: Operation) -> str | None:
+    """The source-node name of ``op``, if the frontend recorded one."""
+    a = op.attributes.get(NODE_ATTR)
+    return a.data if isinstance(a, StringAttr) else None
 
 
 class GraphOp(IRDLOperation):

@@ -9,18 +9,21 @@ last use so a large model runs in little more than its weights' memory.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import ml_dtypes
 import numpy as np
 import torch
 from xdsl.dialects.func import ReturnOp
-from xdsl.ir import SSAValue
+from xdsl.ir import Operation, SSAValue
 
 from ..dialects.graph import shape_of
 from ..model import Model
 from .dtypes import torch_dtype
 from .kernels import KERNELS, KernelEnv
+
+
+Observer = Callable[[Operation, list[torch.Tensor], tuple[torch.Tensor, ...]], None]
 
 
 class InterpreterError(ValueError):
@@ -45,6 +48,7 @@ class Interpreter:
         if missing:
             raise InterpreterError(f"the interpreter has no kernel for: {', '.join(missing)}")
         self.plan: list[tuple[object, list[int], list[int], str]] = []
+        self.ops: list[Operation] = []  # the op of each plan step, for observers
         self.result_ids: list[int] = []
         for op in func.body.ops:
             if isinstance(op, ReturnOp):
@@ -52,6 +56,7 @@ class Interpreter:
                 continue
             for r in op.results:
                 ids[r] = len(ids)
+            self.ops.append(op)
             self.plan.append((KERNELS[op.name](op, env), [ids[v] for v in op.operands], [ids[r] for r in op.results], op.name))
         self.n_values = len(ids)
         # Free each value after its last reader (outputs are kept).
@@ -92,7 +97,9 @@ class Interpreter:
         return bound
 
     @torch.no_grad()
-    def __call__(self, inputs: Mapping[str, torch.Tensor | np.ndarray]) -> dict[str, torch.Tensor]:
+    def __call__(self, inputs: Mapping[str, torch.Tensor | np.ndarray], observe: Observer | None = None) -> dict[str, torch.Tensor]:
+        """Outputs keyed by name; ``observe(op, operands, results)`` sees every op as it runs
+        (calibration and per-layer reports use it; results are tuples, operands lists)."""
         env: list[torch.Tensor | None] = [None] * self.n_values
         for i, x in enumerate(self._bind_inputs(inputs)):
             env[i] = x
@@ -108,6 +115,8 @@ class Interpreter:
             else:
                 for o, r in zip(outs, res):
                     env[o] = r
+            if observe is not None:
+                observe(self.ops[step], [env[i] for i in ins], tuple(env[o] for o in outs))
             for vid in self.release[step]:
                 env[vid] = None
         return {n: env[i] for n, i in zip(self.output_names, self.result_ids)}
@@ -122,9 +131,10 @@ def _to_tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
     return torch.from_numpy(x)
 
 
-def run(model: Model, inputs: Mapping[str, torch.Tensor | np.ndarray], device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
+def run(model: Model, inputs: Mapping[str, torch.Tensor | np.ndarray], device: str | torch.device | None = None,
+        observe: Observer | None = None) -> dict[str, torch.Tensor]:
     """Execute ``model`` on ``inputs`` (keyed by input name); outputs keyed by output name."""
-    return Interpreter(model, device)(inputs)
+    return Interpreter(model, device)(inputs, observe)
 
 
-__all__ = ["Interpreter", "InterpreterError", "run"]
+__all__ = ["Interpreter", "InterpreterError", "Observer", "run"]

@@ -11,6 +11,7 @@ ops are erased at the end.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -255,6 +256,20 @@ def _flatten(operands: Sequence[SSAValue | Sequence[SSAValue]]) -> list[SSAValue
     return out
 
 
+def source_name(node: onnx.NodeProto) -> str:
+    """The name users know a node by: the module path torch's dynamo exporter records, else the node's name."""
+    for p in node.metadata_props:
+        if p.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(p.value)
+            except (ValueError, SyntaxError):
+                break
+            scopes = [str(x) for x in scopes if x] if isinstance(scopes, list) else []
+            if scopes:  # module path, then the FX node: "encoder.layer.0.attention.self.query/linear"
+                return "/".join(scopes[-2:]) if len(scopes) > 1 else scopes[0]
+    return node.name
+
+
 def node_label(node: onnx.NodeProto, index: int) -> str:
     """``node 'name'``, or for a node without a name its position and first output."""
     if node.name:
@@ -345,6 +360,16 @@ class Importer:
         self.block.add_op(op)
         return op.results[0]
 
+    def _name_ops(self, last: Operation | None, name: str) -> None:
+        """Tag the compute ops a node lowered to with its name (constants and weights are shared)."""
+        if not name:
+            return
+        op = self.block.first_op if last is None else last.next_op
+        while op is not None:
+            if not isinstance(op, (g.ConstantOp, g.WeightOp)):
+                op.attributes[g.NODE_ATTR] = StringAttr(name)
+            op = op.next_op
+
     # ---- the graph ---------------------------------------------------------------------------
     def run(self) -> Model:
         graph = self.graph
@@ -364,6 +389,7 @@ class Importer:
             node = Node(self, proto, i)
             if self._fold(node):
                 continue
+            last = self.block.last_op
             try:
                 out = CONVERTERS[proto.op_type](node)
             except FrontendError:
@@ -371,6 +397,7 @@ class Importer:
             except Exception as e:  # a converter bug or an input it did not expect: still one line, naming the node
                 raise node.error(f"conversion failed: {type(e).__name__}: {e}") from e
             self._bind(node, out)
+            self._name_ops(last, source_name(proto))
         results = []
         for vi in graph.output:
             if vi.name not in self.values and vi.name not in self.static:
