@@ -17,8 +17,14 @@ from __future__ import annotations
 
 from typing import ClassVar, Sequence
 
+import numpy as np
+
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
+    BFloat16Type,
+    Float16Type,
+    Float32Type,
+    Float64Type,
     ArrayAttr,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
@@ -89,6 +95,20 @@ def broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | No
         else:
             return None
     return tuple(reversed(out))
+
+
+def is_float(t: Attribute) -> bool:
+    """Whether ``t`` is a floating-point element type."""
+    return isinstance(t, (Float16Type, BFloat16Type, Float32Type, Float64Type))
+
+
+def dense(elem: Attribute, shape: Sequence[int], values: np.ndarray | float | int) -> DenseIntOrFPElementsAttr:
+    """A dense attribute of type ``tensor<shape x elem>``; a tensor of equal values is written as a splat."""
+    flat = np.asarray(values).reshape(-1)
+    if flat.size > 1 and (flat == flat[0]).all():
+        flat = flat[:1]
+    data = [float(v) for v in flat] if is_float(elem) else [int(v) for v in flat]
+    return DenseIntOrFPElementsAttr.from_list(TensorType(elem, list(shape)), data)
 
 
 def i64_array(values: Sequence[int]) -> DenseArrayBase:

@@ -133,17 +133,68 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_passes(args: argparse.Namespace) -> int:
-    from .pipeline import passes
+    from .pipeline import passes, presets
 
     rows = passes()
     if args.json:
-        _dump(rows)
+        _dump({"passes": rows, "presets": presets()})
         return 0
     for r in rows:
-        r["opts"] = " ".join(f"{o['name']}={o['default']}" for o in r["options"]) or "-"
+        r["opts"] = " ".join(f"{o['name']}={_option_default(o['default'])}" for o in r["options"]) or "-"
     _print_table("masec passes (pipeline syntax: pass{opt=value other=value},next)", rows,
                  [("name", "pass"), ("opts", "options (defaults)"), ("summary", "what it does")])
+    _print_table("masec presets (a preset name stands for its pipeline: -p w8a8, or -p 'w8a8,dce')", presets(),
+                 [("name", "preset"), ("pipeline", "pipeline"), ("summary", "what it does")])
     return 0
+
+
+def _option_default(v: object) -> str:
+    if isinstance(v, tuple):
+        return ",".join(map(str, v)) or "()"
+    return repr(v) if v == "" else str(v)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    import warnings
+
+    from .compiler import compile
+
+    def show_ir(name: str, text: str) -> None:
+        sys.stderr.write(f"// -----// IR after {name} //----- //\n{text}\n")
+
+    def warn(message, category, filename, lineno, file=None, line=None):  # one line, no source excerpt
+        print(f"masec: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = warn
+    result = compile(
+        args.model, args.pipeline, args.target, args.output, calib=args.calib, tokenizer=args.tokenizer,
+        max_samples=args.max_samples, batch_size=args.batch_size, progress=not args.json and sys.stderr.isatty(),
+        print_ir_after_all=show_ir if args.print_ir_after_all else None,
+    )
+    if args.json:
+        _dump(result)
+        return 0
+    if args.time_passes:
+        rows = [{"pass": r["pass"], "seconds": round(r["seconds"], 4), "changed": _changes(r)} for r in result["passes"]]
+        _print_table("pass timings", rows, [("pass", "pass"), ("seconds", "seconds"), ("changed", "what changed")])
+    b = result["weight_bytes"]
+    ratio = f" ({b['quantized'] / b['fp32']:.3f} of FP32)" if b["fp32"] else ""
+    print(f"compiled {args.model} with '{result['expanded_pipeline']}' for {args.target} into {args.output}")
+    print(f"weights: {b['quantized'] / 1e6:.2f} MB vs {b['fp32'] / 1e6:.2f} MB FP32{ratio}; "
+          f"calibration: {result['calibration']['source']}; {result['seconds']['total']:.1f} s")
+    rows = [{"output": k, **v} for k, v in result["outputs"].items()]
+    if rows:
+        _print_table("outputs vs FP32 on the reference batch (interpreter)", rows,
+                     [("output", "output"), ("cosine", "cosine"), ("sqnr_db", "SQNR dB"), ("rel_rmse", "rel. RMSE"),
+                      ("max_abs_error", "max |err|")])
+    return 0
+
+
+def _changes(record: dict) -> str:
+    parts = [f"{k} {v:+d}" for k, v in record["ops_changed"].items()]
+    if record["weights_added"]:
+        parts.append(f"+{record['weights_added']} weights")
+    return ", ".join(parts) or "-"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default=None, help="cpu (default) or cuda")
     r.add_argument("--json", action="store_true", help="print output shapes as JSON")
     r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("compile", help="quantize MODEL with a pipeline and emit a runnable model (PyTorch or ONNX)")
+    c.add_argument("model", help=".onnx, .mlir or file.py:factory")
+    c.add_argument("-p", "--pipeline", required=True, help="pipeline or preset, e.g. w8a8, fp8, mxfp4, 'calibrate,quantize{w=int8:channel a=int8}'")
+    c.add_argument("--target", default="pytorch", help="pytorch (default) or onnx")
+    c.add_argument("-o", "--output", default="out", help="output directory (default: out); replaced only when the compile succeeds")
+    c.add_argument("--calib", help="calibration data: .npz keyed by input names, or .txt / a directory of .txt files (with --tokenizer); default: synthetic")
+    c.add_argument("--tokenizer", help="tokenizer directory (Hugging Face format) for text calibration data")
+    c.add_argument("--max-samples", type=int, default=64, help="calibration samples to use (default 64)")
+    c.add_argument("--batch-size", type=int, default=8, help="calibration batch size (default 8)")
+    c.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass to stderr")
+    c.add_argument("--time-passes", action="store_true", help="print each pass's time and what it changed")
+    c.add_argument("--json", action="store_true", help="print compile.json instead of a summary")
+    c.set_defaults(func=cmd_compile)
 
     ps = sub.add_parser("passes", help="list the passes a pipeline string can name, with their options")
     ps.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -3,6 +3,7 @@
     model = import_model("model.onnx")          # or "model.mlir", or "net.py:factory"
     opt(model, "cse,dce")                        # run a pipeline in place
     outputs = run(model, {"input_ids": ids})     # reference interpreter
+    compile("model.onnx", "w8a8", "pytorch", "out/", calib="calib.npz")   # the whole journey
 """
 
 from __future__ import annotations
@@ -64,11 +65,16 @@ def _import_factory(path: Path, factory: str) -> Model:
     return import_module(module, example)
 
 
-def opt(model: Model, pipeline: str) -> Model:
-    """Run a pipeline string on ``model`` in place (verified after every pass)."""
-    from .pipeline import run_pipeline
+def opt(model: Model, pipeline: str, calib: list[dict[str, np.ndarray]] | None = None) -> Model:
+    """Run a pipeline string on ``model`` in place (verified after every pass).
 
-    return run_pipeline(model, pipeline)
+    ``calib`` is the calibration batches passes such as ``calibrate`` run the model on.
+    """
+    from .pipeline import run_pipeline
+    from .session import Session
+
+    run_pipeline(model, pipeline, session=Session(model, calibration=calib))
+    return model
 
 
 def run(model: Model, inputs: Mapping[str, np.ndarray | torch.Tensor], device: str | None = None) -> dict[str, torch.Tensor]:
@@ -100,3 +106,6 @@ def save_outputs(outputs: Mapping[str, torch.Tensor], path: str | os.PathLike) -
         os.unlink(tmp)
         raise
     return path
+
+
+from .compiler import CompileError, compile  # noqa: E402  (the whole journey; lives in its own module)

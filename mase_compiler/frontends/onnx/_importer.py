@@ -19,12 +19,7 @@ import numpy as np
 import onnx
 from xdsl.dialects.builtin import (
     ArrayAttr,
-    BFloat16Type,
-    DenseIntOrFPElementsAttr,
     DictionaryAttr,
-    Float16Type,
-    Float32Type,
-    Float64Type,
     FloatAttr,
     IntegerAttr,
     IntegerType,
@@ -79,20 +74,9 @@ def np_element_type(dtype: np.dtype, what: str) -> Attribute:
     raise FrontendError(f"{what} has dtype {dtype}, which masec does not support")
 
 
-def is_float(t: Attribute) -> bool:
-    return isinstance(t, (Float16Type, BFloat16Type, Float32Type, Float64Type))
-
-
+is_float = g.is_float
 tensor_type = g.tensor_type  # -1 for symbolic dims (printed as ?); None shape: unranked
-
-
-def dense(elem: Attribute, shape: Sequence[int], values: np.ndarray) -> DenseIntOrFPElementsAttr:
-    """A dense attribute of type ``tensor<shape x elem>``; a tensor of equal values is written as a splat."""
-    flat = np.asarray(values).reshape(-1)
-    if flat.size > 1 and (flat == flat[0]).all():
-        flat = flat[:1]
-    data = [float(v) for v in flat] if is_float(elem) else [int(v) for v in flat]
-    return DenseIntOrFPElementsAttr.from_list(TensorType(elem, list(shape)), data)
+dense = g.dense
 
 
 def dense_safe(arr: np.ndarray) -> bool:

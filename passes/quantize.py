@@ -1,0 +1,328 @@
+"""``quantize``: put ``quant.cast`` on the operands of compute ops (post-training quantization).
+
+Rewrites every selected ``graph.matmul`` / ``graph.conv`` so that its weight operand reads a
+cast of the ``graph.weight`` (scales computed now, from the weight, and stored in the weight
+store as ``<weight>.scale``) and its activation operands read a cast of the activation (static
+scales from the ``quant.stats`` that ``calibrate`` left on the IR, or dynamic per-token / MX
+scales computed at run time).  The contract is docs/quantized-ir.md.
+
+Formats are chosen per op: ``default`` (weights and activations), then ``w`` / ``a``, then the
+op-kind options ``matmul`` / ``conv``, then ``rules`` (``REGEX=W[/A]`` on the op's source-node
+name, later rules win, ``none`` leaves the op in float), and ``skip`` regexes.  A format value
+``W/A`` sets weights and activations separately.
+
+Granularity comes from the format spec: ``int8:channel`` scales each output channel of a
+weight, ``int4:group=128`` groups along the reduction axis, ``int8:token`` scales each row of
+an activation dynamically; MX blocks always run along the reduction axis.  The ``fp8`` preset
+is the FP8-BERT recipe (Li et al., "FP8-BERT: Post-Training Quantization for Transformer",
+§3): E4M3 weights and activations with per-tensor scales ``amax / 448`` from max calibration.
+
+Running the pass twice changes nothing: operands that already read a cast are left alone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from xdsl.context import Context
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, TensorType, f32, i32, i64
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from mase_compiler.calibration.stats import get_stats
+from mase_compiler.dialects import graph as g
+from mase_compiler.dialects.quant import CastOp, format_attr
+from mase_compiler.numerics import DIntFormat, FixedFormat, Format, IntFormat, MinifloatFormat, MXFormat, parse
+from mase_compiler.numerics._options import suggestion
+from mase_compiler.session import current
+
+KINDS = {"matmul": g.MatmulOp, "conv": g.ConvOp}
+
+
+def _format(spec: str, what: str) -> Format | None:
+    if spec in ("", "none", "float"):
+        return None
+    try:
+        return parse(spec)
+    except ValueError as e:
+        raise ValueError(f"quantize option {what}: {e}") from None
+
+
+def _pair(value: str, what: str) -> tuple[Format | None, Format | None]:
+    """``W/A`` or one format for both."""
+    w, sep, a = value.partition("/")
+    return (_format(w, what), _format(a if sep else w, what))
+
+
+@dataclass(frozen=True)
+class Quantize(ModulePass):
+    """Inserts quant.cast on the weight and activation operands of matmul/conv ops."""
+
+    name = "quantize"
+    UNSET: ClassVar[str] = ""
+
+    default: str = ""
+    w: str = ""
+    a: str = ""
+    matmul: str = ""
+    conv: str = ""
+    ops: str = "matmul,conv"
+    rules: tuple[str, ...] = field(default=())
+    skip: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        kinds = [k for k in self.ops.split(",") if k]
+        for k in kinds:
+            if k not in KINDS:
+                raise ValueError(f"ops must name op kinds from {', '.join(KINDS)}, not {k!r}" + suggestion(k, KINDS))
+        # Parse everything now so that a typo fails before any IR is touched.
+        self.plan()
+        for pattern in (*self.skip, *(r.rpartition("=")[0] for r in self.rules)):
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {e}") from None
+        for r in self.rules:
+            if "=" not in r:
+                raise ValueError(f"rules entries must be REGEX=FORMAT[/FORMAT], not {r!r}")
+
+    def plan(self) -> tuple[dict[str, tuple[Format | None, Format | None]], list[tuple[re.Pattern[str], tuple[Format | None, Format | None]]]]:
+        """Formats by op kind, and the name rules (regex -> (weight, activation))."""
+        w, a = _pair(self.default, "default")
+        if self.w:
+            w = _format(self.w, "w")
+        if self.a:
+            a = _format(self.a, "a")
+        by_kind = {k: (w, a) for k in KINDS}
+        for k in KINDS:
+            value = getattr(self, k)
+            if value:
+                by_kind[k] = _pair(value, k)
+        rules = []
+        for r in self.rules:
+            pattern, _, value = r.rpartition("=")
+            rules.append((re.compile(pattern), _pair(value, f"rules entry {r!r}")))
+        return by_kind, rules
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        session = current(self.name)
+        by_kind, rules = self.plan()
+        kinds = {k for k in self.ops.split(",") if k}
+        skip = [re.compile(s) for s in self.skip]
+        counts = {k: 0 for k in KINDS}
+        done = {"ops": 0, "weight_casts": 0, "activation_casts": 0}
+        formats: dict[str, int] = {}
+        for target in list(op.walk()):
+            kind = next((k for k, cls in KINDS.items() if isinstance(target, cls)), None)
+            if kind is None:
+                continue
+            name = g.node_name(target) or f"{kind}_{counts[kind]}"
+            counts[kind] += 1
+            if kind not in kinds or any(p.search(name) for p in skip):
+                continue
+            wfmt, afmt = by_kind[kind]
+            for pattern, pair in rules:
+                if pattern.search(name):
+                    wfmt, afmt = pair
+            q = _Rewrite(session, target, name)
+            changed = False
+            for index, operand in enumerate(target.operands):
+                if kind == "conv" and index > 1:  # the bias is added in float
+                    continue
+                weight = _weight_source(operand)
+                fmt = wfmt if weight is not None else afmt
+                if fmt is None or not _is_float(operand) or _is_cast(operand):
+                    continue
+                if weight is not None:
+                    q.weight(index, weight, fmt, kind)
+                    done["weight_casts"] += 1
+                else:
+                    q.activation(index, fmt, kind)
+                    done["activation_casts"] += 1
+                formats[str(fmt)] = formats.get(str(fmt), 0) + 1
+                changed = True
+            done["ops"] += changed
+        session.notes.update(done, formats=formats)
+
+
+# ---- operand analysis -----------------------------------------------------------------------------
+def _is_float(v: SSAValue) -> bool:
+    return g.is_float(g.element_type(v.type))
+
+
+def _is_cast(v: SSAValue) -> bool:
+    """Whether ``v`` is already quantized: a cast, possibly seen through transposes."""
+    while isinstance(v.owner, g.TransposeOp):
+        v = v.owner.input
+    return isinstance(v.owner, CastOp)
+
+
+def _weight_source(v: SSAValue) -> tuple[g.WeightOp, list[int] | None, SSAValue] | None:
+    """For an operand that is a weight, possibly through transposes: the weight op, the
+    permutation from operand dims to weight dims (None = identity) and the value to cast
+    (the weight result itself)."""
+    perm: list[int] | None = None
+    while isinstance(v.owner, g.TransposeOp):
+        p = list(v.owner.perm.get_values())
+        perm = p if perm is None else [p[i] for i in perm]
+        v = v.owner.input
+    if isinstance(v.owner, g.WeightOp):
+        return v.owner, perm, v
+    return None
+
+
+# ---- the rewrite ----------------------------------------------------------------------------------
+class _Rewrite:
+    def __init__(self, session, target: Operation, name: str):
+        self.session = session
+        self.model = session.model
+        self.target = target
+        self.name = name
+
+    def _insert(self, new: list[Operation], before: Operation) -> None:
+        Rewriter.insert_op(new, InsertPoint.before(before))
+
+    def _reduction_axis(self, index: int, kind: str, rank: int) -> int:
+        """Axis of operand ``index`` that the op reduces over (MX blocks and int groups run along it)."""
+        if kind == "conv":
+            return 1  # input channels, for activations [N, C, ...] and weights [O, C/g, ...]
+        return rank - 1 if index == 0 else rank - 2
+
+    def _channel_axis(self, index: int, kind: str, rank: int) -> int:
+        """Axis of a weight operand that indexes output channels."""
+        if kind == "conv":
+            return 0
+        return rank - 1 if index == 1 else rank - 2
+
+    def weight(self, index: int, source, fmt: Format, kind: str) -> None:
+        wop, perm, value = source
+        operand = self.target.operands[index]
+        rank = len(g.shape_of(operand.type) or ())
+        red = self._reduction_axis(index, kind, rank)
+        chan = self._channel_axis(index, kind, rank)
+        if perm is not None:  # operand dim d is weight dim perm[d]
+            red, chan = perm[red], perm[chan]
+        wname = wop.sym_name.data
+        w = self.model.weights.tensor(wname).to(torch.float32)
+        axis: int | None = None
+        params: list[torch.Tensor] = []
+        if isinstance(fmt, MXFormat):
+            axis = red if fmt.axis is None else None
+        elif isinstance(fmt, (IntFormat, DIntFormat)):
+            gran = fmt.granularity
+            if gran == "token":
+                raise ValueError(f"weight format '{fmt}' has per-token granularity, which is for activations; "
+                                 f"use ':channel' or ':group=N' for weights (op {self.name})")
+            if fmt.axis is None and gran in ("channel", "group"):
+                axis = chan if gran == "channel" else red
+            scale, zp = fmt.compute_scale(w, axis=axis)
+            params = [scale] + ([zp] if zp is not None else [])
+        elif isinstance(fmt, MinifloatFormat):
+            amax = float(torch.nan_to_num(w, nan=0.0, posinf=0.0, neginf=0.0).abs().max()) if w.numel() else 0.0
+            params = [torch.tensor(_minifloat_scale(fmt, amax), dtype=torch.float32)]
+        elif not isinstance(fmt, FixedFormat):
+            raise ValueError(f"cannot quantize weights to '{fmt}'")
+        ops: list[Operation] = []
+        pvals: list[SSAValue] = []
+        for suffix, t in zip(("scale", "zero_point"), params):
+            key = _unique(self.model.weights, f"{wname}.{suffix}")
+            self.model.weights[key] = t.contiguous()
+            elem = i32 if suffix == "zero_point" else f32
+            pop = g.WeightOp(key, TensorType(elem, list(t.shape)))
+            ops.append(pop)
+            pvals.append(pop.results[0])
+        cast = _cast(value, pvals, fmt, axis)
+        ops.append(cast)
+        self._insert(ops, self._first_user(value))
+        # Rewire only the path to this op: other users of the weight keep the float value.
+        user = operand.owner if perm is not None else self.target
+        chain = operand
+        while isinstance(chain.owner, g.TransposeOp):
+            user, chain = chain.owner, chain.owner.input
+        for i, o in enumerate(user.operands):
+            if o is value:
+                user.operands = [*user.operands[:i], cast.results[0], *user.operands[i + 1:]]
+                break
+
+    def _first_user(self, value: SSAValue) -> Operation:
+        # Insert right after the producer so every user the cast may serve comes later.
+        producer = value.owner
+        assert isinstance(producer, Operation)
+        return producer.next_op
+
+    def activation(self, index: int, fmt: Format, kind: str) -> None:
+        operand = self.target.operands[index]
+        rank = len(g.shape_of(operand.type) or ())
+        red = self._reduction_axis(index, kind, rank) if rank else None
+        axis: int | None = None
+        pvals: list[SSAValue] = []
+        ops: list[Operation] = []
+        if isinstance(fmt, MXFormat):
+            axis = (red - rank if red is not None else -1) if fmt.axis is None else None
+        elif isinstance(fmt, (IntFormat, DIntFormat)):
+            if fmt.granularity == "group" and fmt.axis is None and red is not None:
+                axis = red - rank
+            elif fmt.granularity == "token" and fmt.axis is None and red is not None:
+                axis = red - rank  # one scale per row of the reduction axis (per pixel for conv)
+            elif fmt.granularity == "channel":
+                raise ValueError(f"activation format '{fmt}' has per-channel granularity; static per-channel activation "
+                                 f"scales are not supported: use per-tensor ('{_tensor_spec(fmt)}') or ':token' (op {self.name})")
+            elif fmt.granularity == "tensor":
+                stats = self._stats(operand, fmt)
+                scale, zp = fmt.scale_from_range(torch.tensor(stats["lo"], dtype=torch.float32), torch.tensor(stats["hi"], dtype=torch.float32))
+                ops.append(_constant(float(scale), f32))
+                if zp is not None:
+                    ops.append(_constant(int(zp), i32))
+        elif isinstance(fmt, MinifloatFormat):
+            if fmt.bits <= 8:
+                stats = self._stats(operand, fmt)
+                ops.append(_constant(_minifloat_scale(fmt, max(abs(stats["lo"]), abs(stats["hi"]))), f32))
+        elif not isinstance(fmt, FixedFormat):
+            raise ValueError(f"cannot quantize activations to '{fmt}'")
+        pvals = [o.results[0] for o in ops]
+        cast = _cast(operand, pvals, fmt, axis)
+        ops.append(cast)
+        self._insert(ops, self.target)
+        self.target.operands = [*self.target.operands[:index], cast.results[0], *self.target.operands[index + 1:]]
+
+    def _stats(self, value: SSAValue, fmt: Format) -> dict:
+        stats = get_stats(value)
+        if stats is None:
+            raise ValueError(
+                f"activation format '{fmt}' needs calibration statistics for operand of {self.name}: put 'calibrate' "
+                f"before 'quantize' (with --calib DATA), or use a dynamic format such as 'int8:token' or an MX format"
+            )
+        return stats
+
+
+def _tensor_spec(fmt: Format) -> str:
+    return str(fmt).replace(":channel", "")
+
+
+def _minifloat_scale(fmt: MinifloatFormat, amax: float) -> float:
+    """Per-tensor scale mapping ``amax`` to the format's largest finite value (FP8-BERT §3)."""
+    if not amax > 0 or amax != amax:
+        return 1.0
+    return float(torch.tensor(amax / fmt.max_value, dtype=torch.float32))
+
+
+def _constant(value: float | int, elem) -> Operation:
+    return g.ConstantOp.create(result_types=[TensorType(elem, [])], properties={"value": g.dense(elem, (), value)})
+
+
+def _cast(value: SSAValue, params: list[SSAValue], fmt: Format, axis: int | None) -> CastOp:
+    props = {"format": format_attr(fmt)}
+    if axis is not None:
+        props["axis"] = IntegerAttr(axis, i64)
+    return CastOp.create(operands=[value, *params], result_types=[value.type], properties=props)
+
+
+def _unique(store, key: str) -> str:
+    base, n = key, 1
+    while key in store:
+        key, n = f"{base}_{n}", n + 1
+    return key
