@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from xdsl.ir import Operation
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.utils.arg_spec import ArgSpec, parse_pipeline
 from xdsl.utils.exceptions import ArgSpecParseError
@@ -168,7 +169,7 @@ def parse(spec: str) -> list[ModulePass]:
 
 
 def _census(model: Model) -> collections.Counter[str]:
-    return collections.Counter(op.name for op in model.module.walk())
+    return collections.Counter(op.name for op in model.module.walk() if isinstance(op, Operation))
 
 
 def run_pipeline(

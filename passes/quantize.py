@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 from xdsl.context import Context
@@ -63,7 +62,6 @@ class Quantize(ModulePass):
     """Inserts quant.cast on the weight and activation operands of matmul/conv ops."""
 
     name = "quantize"
-    UNSET: ClassVar[str] = ""
 
     default: str = ""
     w: str = ""
@@ -110,13 +108,31 @@ class Quantize(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         session = current(self.name)
+        actions = self.actions(op)
+        # Check every operand first, so that a refusal leaves the IR untouched.
+        for target, name, index, kind, fmt, weight in actions:
+            _check(target, name, index, kind, fmt, weight)
+        done = {"ops": len({id(a[0]) for a in actions}), "weight_casts": 0, "activation_casts": 0}
+        formats: dict[str, int] = {}
+        for target, name, index, kind, fmt, weight in actions:
+            q = _Rewrite(session, target, name)
+            if weight is not None:
+                q.weight(index, weight, fmt, kind)
+                done["weight_casts"] += 1
+            else:
+                q.activation(index, fmt, kind)
+                done["activation_casts"] += 1
+            formats[str(fmt)] = formats.get(str(fmt), 0) + 1
+        session.notes.update(done, formats=formats)
+
+    def actions(self, module: ModuleOp) -> list[tuple[Operation, str, int, str, Format, object]]:
+        """(op, source name, operand index, op kind, format, weight source or None) for each operand to cast."""
         by_kind, rules = self.plan()
         kinds = {k for k in self.ops.split(",") if k}
         skip = [re.compile(s) for s in self.skip]
         counts = {k: 0 for k in KINDS}
-        done = {"ops": 0, "weight_casts": 0, "activation_casts": 0}
-        formats: dict[str, int] = {}
-        for target in list(op.walk()):
+        out = []
+        for target in list(module.walk()):
             kind = next((k for k, cls in KINDS.items() if isinstance(target, cls)), None)
             if kind is None:
                 continue
@@ -128,25 +144,32 @@ class Quantize(ModulePass):
             for pattern, pair in rules:
                 if pattern.search(name):
                     wfmt, afmt = pair
-            q = _Rewrite(session, target, name)
-            changed = False
             for index, operand in enumerate(target.operands):
                 if kind == "conv" and index > 1:  # the bias is added in float
                     continue
                 weight = _weight_source(operand)
                 fmt = wfmt if weight is not None else afmt
-                if fmt is None or not _is_float(operand) or _is_cast(operand):
-                    continue
-                if weight is not None:
-                    q.weight(index, weight, fmt, kind)
-                    done["weight_casts"] += 1
-                else:
-                    q.activation(index, fmt, kind)
-                    done["activation_casts"] += 1
-                formats[str(fmt)] = formats.get(str(fmt), 0) + 1
-                changed = True
-            done["ops"] += changed
-        session.notes.update(done, formats=formats)
+                if fmt is not None and _is_float(operand) and not _is_cast(operand):
+                    out.append((target, name, index, kind, fmt, weight))
+        return out
+
+
+def _check(target: Operation, name: str, index: int, kind: str, fmt: Format, weight) -> None:
+    if weight is not None:
+        if isinstance(fmt, (IntFormat, DIntFormat)) and fmt.granularity == "token":
+            raise ValueError(f"weight format '{fmt}' has per-token granularity, which is for activations; "
+                             f"use ':channel' or ':group=N' for weights (op {name})")
+        return
+    if isinstance(fmt, (IntFormat, DIntFormat)) and fmt.granularity == "channel":
+        raise ValueError(f"activation format '{fmt}' has per-channel granularity; static per-channel activation "
+                         f"scales are not supported: use per-tensor ('{_tensor_spec(fmt)}') or ':token' (op {name})")
+    static = (isinstance(fmt, (IntFormat, DIntFormat)) and fmt.granularity == "tensor") or \
+        (isinstance(fmt, MinifloatFormat) and fmt.bits <= 8)
+    if static and get_stats(target.operands[index]) is None:
+        raise ValueError(
+            f"activation format '{fmt}' needs calibration statistics for operand {index} of {name}: put 'calibrate' "
+            f"before 'quantize' (with --calib DATA), or use a dynamic format such as 'int8:token' or an MX format"
+        )
 
 
 # ---- operand analysis -----------------------------------------------------------------------------
@@ -211,12 +234,9 @@ class _Rewrite:
         axis: int | None = None
         params: list[torch.Tensor] = []
         if isinstance(fmt, MXFormat):
-            axis = red if fmt.axis is None else None
+            axis = red if fmt.axis == -1 else None  # an explicit ':axis=N' in the spec wins
         elif isinstance(fmt, (IntFormat, DIntFormat)):
             gran = fmt.granularity
-            if gran == "token":
-                raise ValueError(f"weight format '{fmt}' has per-token granularity, which is for activations; "
-                                 f"use ':channel' or ':group=N' for weights (op {self.name})")
             if fmt.axis is None and gran in ("channel", "group"):
                 axis = chan if gran == "channel" else red
             scale, zp = fmt.compute_scale(w, axis=axis)
@@ -262,15 +282,12 @@ class _Rewrite:
         pvals: list[SSAValue] = []
         ops: list[Operation] = []
         if isinstance(fmt, MXFormat):
-            axis = (red - rank if red is not None else -1) if fmt.axis is None else None
+            axis = (red - rank if red is not None else -1) if fmt.axis == -1 else None
         elif isinstance(fmt, (IntFormat, DIntFormat)):
             if fmt.granularity == "group" and fmt.axis is None and red is not None:
                 axis = red - rank
             elif fmt.granularity == "token" and fmt.axis is None and red is not None:
                 axis = red - rank  # one scale per row of the reduction axis (per pixel for conv)
-            elif fmt.granularity == "channel":
-                raise ValueError(f"activation format '{fmt}' has per-channel granularity; static per-channel activation "
-                                 f"scales are not supported: use per-tensor ('{_tensor_spec(fmt)}') or ':token' (op {self.name})")
             elif fmt.granularity == "tensor":
                 stats = self._stats(operand, fmt)
                 scale, zp = fmt.scale_from_range(torch.tensor(stats["lo"], dtype=torch.float32), torch.tensor(stats["hi"], dtype=torch.float32))
@@ -291,11 +308,7 @@ class _Rewrite:
 
     def _stats(self, value: SSAValue, fmt: Format) -> dict:
         stats = get_stats(value)
-        if stats is None:
-            raise ValueError(
-                f"activation format '{fmt}' needs calibration statistics for operand of {self.name}: put 'calibrate' "
-                f"before 'quantize' (with --calib DATA), or use a dynamic format such as 'int8:token' or an MX format"
-            )
+        assert stats is not None, "checked by _check before any rewrite"
         return stats
 
 
