@@ -60,6 +60,8 @@ def _dump(rows: object) -> None:
 
 
 def cmd_formats(args: argparse.Namespace) -> int:
+    if args.errors:
+        return _format_errors(args)
     from .formats import formats
 
     rows = formats(args.spec) if args.spec else formats()
@@ -79,10 +81,10 @@ def cmd_formats(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import demo
+def _format_errors(args: argparse.Namespace) -> int:
+    from .format_errors import format_errors
 
-    rows = demo(args.spec) if args.spec else demo()
+    rows = format_errors(args.spec) if args.spec else format_errors()
     if args.json:
         _dump(rows)
         return 0
@@ -92,6 +94,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         [("format", "format"), ("tensor", "tensor"), ("bits_per_element", "bits/elem"), ("sqnr_db", "SQNR dB"),
          ("rel_rmse", "rel. RMSE"), ("flushed", "flushed to 0")],
     )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo
+
+    demo(presets=args.presets.split(","), out_dir=args.output, json_out=args.json)
     return 0
 
 
@@ -197,6 +206,48 @@ def _changes(record: dict) -> str:
     return ", ".join(parts) or "-"
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import report
+
+    rep = report(args.out, png=not args.no_plot, device=args.device)
+    if args.json:
+        _dump(rep)
+        return 0
+    rows = [{**r, "weight_format": r["weight_format"] or "-", "act_format": r["act_format"] or "-"} for r in rep["layers"]]
+    rows += [{**o, "op": "output", "weight_format": "", "act_format": ""} for o in rep["outputs"]]
+    _print_table(f"{args.out}: quantized layers and outputs vs FP32 (SQNR: higher is better)", rows,
+                 [("name", "layer"), ("op", "op"), ("weight_format", "weight"), ("act_format", "activation"),
+                  ("sqnr_db", "SQNR dB"), ("cosine", "cosine"), ("rel_rmse", "rel. RMSE")])
+    t = rep["totals"]
+    ratio = f" ({t['weight_bytes_quantized'] / t['weight_bytes_fp32']:.3f} of FP32)" if t["weight_bytes_fp32"] else ""
+    print(f"weights: {t['weight_bytes_quantized'] / 1e6:.3f} MB vs {t['weight_bytes_fp32'] / 1e6:.3f} MB FP32{ratio}"
+          + ("" if args.no_plot else f"; wrote {args.out}/report.json and report.png"))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    res = verify(args.out, min_cosine=args.min_cosine, min_sqnr=args.min_sqnr, max_rel_error=args.max_rel_error,
+                 backend=args.backend, min_match=args.min_match, device=args.device)
+    if args.junit:
+        res.write_junit(args.junit)
+    if args.json == "-":
+        sys.stdout.write(res.to_json())
+    else:
+        if args.json:
+            res.write_json(args.json)
+        rows = [{"output": k, **v} for k, v in res.metrics.items()]
+        _print_table(f"masec verify {args.out} (backend: {res.backend})", rows,
+                     [("output", "output"), ("cosine", "cosine"), ("sqnr_db", "SQNR dB"), ("rel_error", "rel. error"),
+                      ("max_abs_error", "max |err|")] + ([("exact_match", "= interpreter")] if all("exact_match" in r for r in rows) else []))
+    for c in res.failures:  # stderr, so that `--json -` stays parseable
+        print(f"FAIL {c.describe()}", file=sys.stderr)
+    print(f"verify {'passed' if res.passed else 'failed'}: {len(res.checks) - len(res.failures)} of {len(res.checks)} checks passed",
+          file=sys.stderr)
+    return 0 if res.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="masec", description="masec: an MLIR-style quantization compiler")
     p.add_argument("--version", action="version", version=f"masec {__version__}")
@@ -204,12 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("formats", help="list number formats: bits per element, range, smallest value")
     f.add_argument("spec", nargs="*", help="format specs to describe (default: the built-in set)")
+    f.add_argument("--errors", action="store_true", help="quantize built-in tensors and print each format's error instead")
     f.add_argument("--json", action="store_true", help="print JSON instead of a table")
     f.set_defaults(func=cmd_formats)
 
-    d = sub.add_parser("demo", help="quantize built-in tensors in every format and print the error table")
-    d.add_argument("spec", nargs="*", help="format specs to try (default: the built-in set)")
-    d.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    d = sub.add_parser("demo", help="compile the built-in example (all-MiniLM-L6-v2) with a few presets and print the report")
+    d.add_argument("--presets", default="w8a8,fp8,mxfp8,mxfp4", help="comma-separated presets (default: w8a8,fp8,mxfp8,mxfp4)")
+    d.add_argument("-o", "--output", default=None, help="where the compiled models go (default: examples/generated/demo)")
+    d.add_argument("--json", action="store_true", help="print JSON instead of tables")
     d.set_defaults(func=cmd_demo)
 
     i = sub.add_parser("import", help="import MODEL (.onnx, .mlir or file.py:factory) into masec IR")
@@ -250,6 +303,25 @@ def build_parser() -> argparse.ArgumentParser:
     ps = sub.add_parser("passes", help="list the passes a pipeline string can name, with their options")
     ps.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ps.set_defaults(func=cmd_passes)
+
+    rp = sub.add_parser("report", help="per-layer error of a compiled model vs FP32: table, report.json, report.png")
+    rp.add_argument("out", help="the directory masec compile -o wrote")
+    rp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rp.add_argument("--no-plot", action="store_true", help="do not write report.png")
+    rp.add_argument("--device", default=None, help="cpu (default) or cuda")
+    rp.set_defaults(func=cmd_report)
+
+    v = sub.add_parser("verify", help="run a compiled model on its reference inputs and gate on error thresholds (CI)")
+    v.add_argument("out", help="the directory masec compile -o wrote")
+    v.add_argument("--min-cosine", type=float, help="fail when an output's cosine similarity to FP32 is lower")
+    v.add_argument("--min-sqnr", type=float, metavar="DB", help="fail when an output's SQNR vs FP32 is lower (dB)")
+    v.add_argument("--max-rel-error", type=float, metavar="X", help="fail when ||y - y_fp32|| / ||y_fp32|| is higher")
+    v.add_argument("--min-match", type=float, metavar="F", help="fail when fewer elements than this fraction equal the interpreter's")
+    v.add_argument("--backend", default="auto", help="auto (the compile's target, default), ir, pytorch or onnx")
+    v.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    v.add_argument("--json", metavar="FILE", help="write every metric and the verdict as JSON to FILE ('-': stdout)")
+    v.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testcase per output and metric) to FILE")
+    v.set_defaults(func=cmd_verify)
     return p
 
 

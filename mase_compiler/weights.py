@@ -80,7 +80,7 @@ class WeightStore(MutableMapping[str, np.ndarray]):
         offset = 0
         arrays = []
         for name, arr in self._arrays.items():
-            arr = np.ascontiguousarray(arr)
+            arr = np.ascontiguousarray(arr).reshape(np.shape(arr))  # ascontiguousarray makes 0-d arrays 1-d
             if arr.dtype not in _NP_TO_ST:
                 raise TypeError(f"weight {name!r} has dtype {arr.dtype}, which safetensors cannot hold")
             header[name] = {"dtype": _NP_TO_ST[arr.dtype], "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}

@@ -53,7 +53,7 @@ def test_formats_table_for_named_specs(capsys):
     (["formats", "mxfp5"], "mxfp4"),
     (["formats", "int0"], "2..16"),
     (["formats", "mxfp4:block=0"], "block"),
-    (["demo", "int8:grup=4"], "group"),
+    (["formats", "--errors", "int8:grup=4"], "group"),
 ])
 def test_bad_spec_one_line_error(capsys, argv, needle):
     rc, out, err = _run(capsys, *argv)
@@ -68,10 +68,10 @@ def test_bad_spec_exit_code_from_shell():
 
 
 def test_demo_error_table_is_consistent(capsys):
-    rc, out, _ = _run(capsys, "demo", "--json", "mxfp8_e4m3", "mxfp4", "int4", "dint4")
+    rc, out, _ = _run(capsys, "formats", "--errors", "--json", "mxfp8_e4m3", "mxfp4", "int4", "dint4")
     assert rc == 0
     rows = {(r["format"], r["tensor"]): r for r in json.loads(out)}
-    from mase_compiler.demo import builtin_tensors
+    from mase_compiler.format_errors import builtin_tensors
 
     # Recompute one SQNR independently with torch.
     x = builtin_tensors()["weight"]

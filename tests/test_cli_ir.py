@@ -154,3 +154,12 @@ def test_pass_registry_keys_are_pass_names_and_listed(capsys):
     listed = json.loads(out)
     assert rc == 0 and [r["name"] for r in listed["passes"]] == sorted(PASSES)
     assert {"w8a8", "fp8", "mxfp8", "mxfp6", "mxfp4", "mxint8", "w4a16"} <= {p["name"] for p in listed["presets"]}
+
+
+def test_weight_store_keeps_rank_zero_shapes(tmp_path):
+    from mase_compiler.weights import WeightStore
+
+    store = WeightStore({"s": np.ones((), np.float32) * 3, "v": np.arange(3, dtype=np.int64)})
+    store.save(tmp_path / "w.safetensors")
+    back = WeightStore.load(tmp_path / "w.safetensors")
+    assert back["s"].shape == () and float(back["s"]) == 3.0 and back["v"].tolist() == [0, 1, 2]
