@@ -22,7 +22,7 @@ from xdsl.dialects.builtin import IntegerAttr, f32, i64
 
 from mase_compiler import zoo
 from mase_compiler.cli import main
-from mase_compiler.dialects.graph import WeightOp, node_name, shape_of, tensor_type
+from mase_compiler.dialects.graph import WeightOp, node_name, tensor_type
 from mase_compiler.dialects.quant import CastOp, format_attr
 from mase_compiler.driver import import_model
 from mase_compiler.interpreter import Interpreter
