@@ -33,6 +33,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from mase_compiler.calibration.stats import get_stats
+from mase_compiler.passes.calibrate import is_static
 from mase_compiler.dialects import graph as g
 from mase_compiler.dialects.quant import CastOp, format_attr
 from mase_compiler.numerics import DIntFormat, FixedFormat, Format, IntFormat, MinifloatFormat, MXFormat, parse
@@ -148,6 +149,8 @@ class Quantize(ModulePass):
                 if kind == "conv" and index > 1:  # the bias is added in float
                     continue
                 weight = _weight_source(operand)
+                if weight is None and is_static(operand):
+                    continue  # a constant, or a weight reshaped on its way: no channel axis to follow, left float
                 fmt = wfmt if weight is not None else afmt
                 if fmt is not None and _is_float(operand) and not _is_cast(operand):
                     out.append((target, name, index, kind, fmt, weight))
