@@ -203,7 +203,32 @@ def _changes(record: dict) -> str:
     parts = [f"{k} {v:+d}" for k, v in record["ops_changed"].items()]
     if record["weights_added"]:
         parts.append(f"+{record['weights_added']} weights")
+    parts += [f"{k}={v}" for k, v in record["notes"].items() if isinstance(v, (int, float, str))]
     return ", ".join(parts) or "-"
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .calibration.stats import stats_table
+    from .driver import import_model
+
+    path = Path(args.model)
+    model = import_model(path / "quantized.mlir" if path.is_dir() else path)
+    rows = stats_table(model)
+    if args.json:
+        _dump(rows)
+        return 0
+    if not rows:
+        print(f"{args.model} holds no calibration statistics (run a pipeline with 'calibrate')", file=sys.stderr)
+        return 1
+    for r in rows:
+        r["where"] = r["node"] or r["value"]
+        r["token"] = f"{_number(r.get('token_absmax_p50', float('nan')))} / {_number(r.get('token_absmax_max', float('nan')))}"
+    _print_table(f"calibration statistics ({rows[0].get('method', '?')}, {rows[0].get('batches', '?')} batches)", rows,
+                 [("where", "value (source node)"), ("lo", "lo"), ("hi", "hi"), ("min", "min"), ("max", "max"),
+                  ("token", "token |x|max p50 / max"), ("dropped", "non-finite dropped")])
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -303,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     ps = sub.add_parser("passes", help="list the passes a pipeline string can name, with their options")
     ps.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ps.set_defaults(func=cmd_passes)
+
+    st = sub.add_parser("stats", help="print the calibration statistics kept on a model (a .mlir or a compile output directory)")
+    st.add_argument("model")
+    st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    st.set_defaults(func=cmd_stats)
 
     rp = sub.add_parser("report", help="per-layer error of a compiled model vs FP32: table, report.json, report.png")
     rp.add_argument("out", help="the directory masec compile -o wrote")
