@@ -58,9 +58,17 @@ def test_every_preset_compiles_runs_and_matches_the_interpreter(calib_npz, tmp_p
         g = got[name].detach().cpu().numpy()
         if target == "pytorch":  # same arithmetic as the interpreter, bit for bit
             np.testing.assert_array_equal(g, w)
-        else:  # ONNX Runtime's kernels: the interpreter's result within float32 accumulation noise
+        else:
+            # Every cast exports bit-exactly (tests/test_backend_onnx.py); ONNX Runtime's float kernels (GEMM
+            # accumulation order, Erf, Softmax) differ from torch's by ~1e-7, which flips a few rounding decisions
+            # (a whole MX block when its max sits at a power of two) and six layers amplify that.  So: close to the
+            # interpreter, and exactly as far from FP32 as the interpreter is.
             m = compare(torch.from_numpy(w), torch.from_numpy(g))
-            assert m["cosine"] > 0.9999 and m["sqnr_db"] > 40, m
+            assert m["cosine"] > 0.998, m
+            ref = torch.from_numpy(np.load(out / "reference.npz")[f"fp32/{name}"])
+            lost_ort = 1 - compare(ref, torch.from_numpy(g))["cosine"]
+            lost_interp = 1 - compare(ref, torch.from_numpy(w))["cosine"]
+            assert abs(lost_ort - lost_interp) <= 0.1 * lost_interp + 1e-6, (lost_ort, lost_interp)
     # Quantization happened and cost accuracy, but not all of it.
     fp32 = result["outputs"]
     assert all(0.5 < v["cosine"] < 1.0 for v in fp32.values()), fp32
