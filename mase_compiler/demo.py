@@ -107,7 +107,8 @@ def _print(rows: list[dict[str, Any]], rep: dict[str, Any] | None, first: str) -
                   ("weight_mb", "weights MB"), ("of_fp32", "of FP32"), ("seconds", "compile+run s")])
     if rep is None:
         return
-    layers = sorted(rep["layers"], key=lambda r: r["sqnr_db"])[:10]
+    layers = [{**r, "weight_format": r["weight_format"] or "- (activation x activation)",
+               "act_format": r["act_format"] or "-"} for r in sorted(rep["layers"], key=lambda r: r["sqnr_db"])[:10]]
     _print_table(f"{first}: the 10 layers with the lowest SQNR (all {len(rep['layers'])} in {rep['out']}/report.json, "
                  f"plot in report.png)", layers,
                  [("name", "layer"), ("op", "op"), ("weight_format", "weights"), ("act_format", "activations"),
