@@ -163,7 +163,16 @@ def reshape(x, shape: torch.Tensor, allowzero: bool = False) -> torch.Tensor:
 
 
 def expand(x, shape: torch.Tensor) -> torch.Tensor:
-    return x.expand(torch.broadcast_shapes(tuple(x.shape), tuple(int(v) for v in shape.tolist())))
+    # Bidirectional broadcast (ONNX Expand); torch.broadcast_shapes would import torch._refs (0.4 s) on first use.
+    a, b = tuple(x.shape), tuple(int(v) for v in shape.tolist())
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    out = []
+    for p, q in zip(a, b):
+        if p != q and 1 not in (p, q):
+            raise ValueError(f"cannot expand shape {list(x.shape)} to {list(b)}")
+        out.append(q if p == 1 else p)
+    return x.expand(out)
 
 
 def tile(x, repeats: torch.Tensor) -> torch.Tensor:

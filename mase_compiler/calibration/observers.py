@@ -60,23 +60,31 @@ class Observer(abc.ABC):
         """Add one batch (any shape, any float dtype)."""
         x = x.detach().to(torch.float32)
         absx = x.abs()
-        keep = torch.isfinite(x) & (absx < MASK_THRESHOLD)
-        n_keep = int(keep.sum())
+        self.batches += 1
+        if not x.numel():
+            return
+        lo, hi = (float(v) for v in torch.aminmax(x))
+        if math.isfinite(lo) and math.isfinite(hi) and max(-lo, hi) < MASK_THRESHOLD:
+            # The common case: every value counts, no masking copies (NaN makes aminmax NaN).
+            n_keep, kept = x.numel(), absx.reshape(-1)
+        else:
+            keep = torch.isfinite(x) & (absx < MASK_THRESHOLD)
+            n_keep = int(keep.sum())
+            absx = torch.where(keep, absx, torch.zeros((), dtype=absx.dtype))
+            kept = absx[keep]
+            if n_keep:
+                lo, hi = (float(v) for v in torch.aminmax(x[keep]))
         self.dropped += x.numel() - n_keep
         self.count += n_keep
-        self.batches += 1
-        absx = torch.where(keep, absx, torch.zeros((), dtype=absx.dtype))
         if n_keep:
-            vals = x[keep]
-            lo, hi = torch.aminmax(vals)
-            self._min = min(self._min, float(lo))
-            self._max = max(self._max, float(hi))
-        if x.dim() >= 1 and x.numel():
+            self._min = min(self._min, lo)
+            self._max = max(self._max, hi)
+        if x.dim() >= 1:
             rows = absx.reshape(-1, x.shape[-1])
             self._update_channel(rows.amax(dim=0))
             self._tokens.append(rows.amax(dim=1).cpu())
         if n_keep and self.needs_values:
-            self._observe(absx[keep])
+            self._observe(kept)
 
     def _update_channel(self, amax: torch.Tensor) -> None:
         if not self._channel_ok:
