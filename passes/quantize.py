@@ -9,7 +9,8 @@ scales computed at run time).  The contract is docs/quantized-ir.md.
 Formats are chosen per op: ``default`` (weights and activations), then ``w`` / ``a``, then the
 op-kind options ``matmul`` / ``conv``, then ``rules`` (``REGEX=W[/A]`` on the op's source-node
 name, later rules win, ``none`` leaves the op in float), and ``skip`` regexes.  A format value
-``W/A`` sets weights and activations separately.
+``W/A`` sets weights and activations separately.  ``act_act=false`` leaves matmuls whose operands
+are both activations (attention scores and context) in float, as most W8A8 schemes do.
 
 Granularity comes from the format spec: ``int8:channel`` scales each output channel of a
 weight, ``int4:group=128`` groups along the reduction axis, ``int8:token`` scales each row of
@@ -72,6 +73,7 @@ class Quantize(ModulePass):
     ops: str = "matmul,conv"
     rules: tuple[str, ...] = field(default=())
     skip: tuple[str, ...] = field(default=())
+    act_act: bool = True
 
     def __post_init__(self) -> None:
         kinds = [k for k in self.ops.split(",") if k]
@@ -145,6 +147,9 @@ class Quantize(ModulePass):
             for pattern, pair in rules:
                 if pattern.search(name):
                     wfmt, afmt = pair
+            sources = [_weight_source(o) for o in target.operands[:2]]
+            if not self.act_act and all(w is None for w in sources):
+                continue  # activation x activation (attention scores and context) stays float
             for index, operand in enumerate(target.operands):
                 if kind == "conv" and index > 1:  # the bias is added in float
                     continue

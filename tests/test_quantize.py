@@ -145,3 +145,18 @@ def test_bad_options_fail_before_touching_the_ir(tmp_path, pipeline, message):
         opt(model, pipeline)
     if "calibration" not in message:
         assert model.text() == before
+
+
+def test_act_act_false_leaves_activation_matmuls_float(tmp_path):
+    from mase_compiler import zoo
+
+    z = zoo.export("bert", "dynamo")
+    both, weights_only = import_model(z.path), import_model(z.path)
+    opt(both, "quantize{default=mxint8}")
+    opt(weights_only, "quantize{default=mxint8 act_act=false}")
+
+    def quantized_matmuls(m):
+        return sum(1 for op in m.main.body.ops if isinstance(op, g.MatmulOp) and any(isinstance(o.owner, CastOp) for o in op.operands))
+
+    # tiny BERT: 2 layers x (6 linear + 2 attention) matmuls
+    assert quantized_matmuls(both) == 16 and quantized_matmuls(weights_only) == 12
