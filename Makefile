@@ -26,6 +26,7 @@ bench: setup
 	$(BIN)/python bench/numerics.py
 	$(BIN)/python bench/import.py
 	$(BIN)/python bench/conformance.py
+	$(BIN)/python bench/accuracy.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis bench/results
