@@ -108,6 +108,13 @@ def test_bad_input_one_line_error_and_no_output(calib_npz, tmp_path, args, messa
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
 
+def test_text_calibration_needs_a_tokenizer(calib_npz, tmp_path):
+    source, _ = calib_npz["minilm"]
+    (tmp_path / "calib.txt").write_text("A sentence to calibrate on.\nAnother one.\n")
+    res = _cli(str(source), "-p", "w8a8", "--calib", str(tmp_path / "calib.txt"), "-o", str(tmp_path / "out"))
+    assert res.returncode == 2 and "--tokenizer" in res.stderr and not (tmp_path / "out").exists()
+
+
 def test_calibration_keys_must_match_the_model(calib_npz, tmp_path):
     source, _ = calib_npz["llama"]
     np.savez(tmp_path / "wrong.npz", tokens=np.zeros((2, 4), np.int64))
