@@ -288,7 +288,7 @@ def test_compile_then_report_and_verify(tmp_path, zoo_dir):
     assert main(["verify", str(out), "--min-cosine", "0.999", "--min-match", "1"]) == 0
     rep = report(out, png=False)
     assert len(rep["layers"]) == 16 and {r["weight_format"] for r in rep["layers"]} == {"int8:channel", None}
-    assert all(r["act_format"] == "int8" for r in rep["layers"])
+    assert all(r["act_format"] == "uint8" for r in rep["layers"])  # the w8a8 preset's activations
     assert rep["totals"]["weight_bytes_source"] == "compile.json"
     assert rep["totals"]["weight_bytes_quantized"] == result["weight_bytes"]["quantized"]
     (o,) = rep["outputs"]
