@@ -177,7 +177,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     warnings.showwarning = warn
     result = compile(
         args.model, args.pipeline, args.target, args.output, calib=args.calib, tokenizer=args.tokenizer,
-        max_samples=args.max_samples, batch_size=args.batch_size, progress=not args.json and sys.stderr.isatty(),
+        max_samples=args.max_samples, batch_size=args.batch_size, seq_len=args.seq_len, progress=not args.json and sys.stderr.isatty(),
         print_ir_after_all=show_ir if args.print_ir_after_all else None,
     )
     if args.json:
@@ -320,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tokenizer", help="tokenizer directory (Hugging Face format) for text calibration data")
     c.add_argument("--max-samples", type=int, default=64, help="calibration samples to use (default 64)")
     c.add_argument("--batch-size", type=int, default=8, help="calibration batch size (default 8)")
+    c.add_argument("--seq-len", type=int, default=None,
+                   help="calibrate at the sequence length the model will serve (SLAC): text is packed into samples of exactly N tokens")
     c.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass to stderr")
     c.add_argument("--time-passes", action="store_true", help="print each pass's time and what it changed")
     c.add_argument("--json", action="store_true", help="print compile.json instead of a summary")

@@ -43,10 +43,15 @@ def compile(
     *,
     max_samples: int = 64,
     batch_size: int = 8,
+    seq_len: int | None = None,
     progress: bool = False,
     print_ir_after_all: Callable[[str, str], None] | None = None,
 ) -> dict[str, Any]:
-    """Compile ``source`` with ``pipeline`` for ``target`` into ``out``; returns what ``compile.json`` holds."""
+    """Compile ``source`` with ``pipeline`` for ``target`` into ``out``; returns what ``compile.json`` holds.
+
+    ``seq_len`` calibrates at the sequence length the model will serve (SLAC): text is packed
+    into samples of exactly that many tokens, synthetic inputs get that length.
+    """
     from .backends import backend
     from .calibration import load_calibration
     from .driver import import_model
@@ -57,7 +62,7 @@ def compile(
 
     t_start = time.perf_counter()
     out = Path(out)
-    for name, value in (("max_samples", max_samples), ("batch_size", batch_size)):
+    for name, value in (("max_samples", max_samples), ("batch_size", batch_size), ("seq_len", 1 if seq_len is None else seq_len)):
         if not (isinstance(value, int) and value >= 1):
             raise CompileError(f"{name} must be a positive integer, not {value!r}")
     emitter = backend(target)  # fail on a bad target or pipeline before any work
@@ -74,12 +79,14 @@ def compile(
     if calib is None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            batches, calib_desc = load_calibration(None, model, tokenizer, batch_size=batch_size, max_samples=max_samples)
+            batches, calib_desc = load_calibration(None, model, tokenizer, batch_size=batch_size, max_samples=max_samples,
+                                                   seq_len=seq_len)
         if needs_data:  # only worth a warning when the numbers depend on it
             for w in caught:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     else:
-        batches, calib_desc = load_calibration(calib, model, tokenizer, batch_size=batch_size, max_samples=max_samples)
+        batches, calib_desc = load_calibration(calib, model, tokenizer, batch_size=batch_size, max_samples=max_samples,
+                                               seq_len=seq_len)
     if not batches:
         raise CompileError(f"calibration data {calib} holds no samples")
     timings["calibration_data"] = time.perf_counter() - t0

