@@ -353,7 +353,9 @@ def test_text_with_minilm_tokenizer(zoo_dir, tmp_path):
     assert batches[1]["input_ids"].shape == (1, len(tok(want[2])["input_ids"]))
     assert desc.startswith(f"{tmp_path.name} tokenized by ") and "(3 samples in 2 batches)" in desc
     fixed, _ = load_calibration(tmp_path / "a.txt", model, tokenizer=tok_dir, seq_len=6)
-    assert fixed[0]["input_ids"].shape == (2, 6) and fixed[0]["input_ids"][0, -1] == tok.sep_token_id
+    # seq_len packs the text into samples of exactly 6 tokens (SLAC), every position a real token
+    assert fixed[0]["input_ids"].shape[1] == 6 and fixed[0]["input_ids"][0, -1] == tok.sep_token_id
+    assert (fixed[0]["attention_mask"] == 1).all()
     with pytest.raises(CalibrationError, match=r"^calibration text a.txt needs a tokenizer: pass --tokenizer DIR"):
         load_calibration(tmp_path / "a.txt", model)
     # the batches run through the model
