@@ -9,7 +9,8 @@ scales computed at run time).  The contract is docs/quantized-ir.md.
 Formats are chosen per op: ``default`` (weights and activations), then ``w`` / ``a``, then the
 op-kind options ``matmul`` / ``conv``, then ``rules`` (``REGEX=W[/A]`` on the op's source-node
 name, later rules win, ``none`` leaves the op in float), and ``skip`` regexes.  A format value
-``W/A`` sets weights and activations separately.  ``act_act=false`` leaves matmuls whose operands
+``W/A`` sets weights and activations separately; ``ops=matmul,conv,gather`` also quantizes embedding
+tables (the weight a ``graph.gather`` looks rows up in, one scale per row).  ``act_act=false`` leaves matmuls whose operands
 are both activations (attention scores and context) in float, as most W8A8 schemes do.
 
 Granularity comes from the format spec: ``int8:channel`` scales each output channel of a
@@ -41,7 +42,7 @@ from mase_compiler.numerics import DIntFormat, FixedFormat, Format, IntFormat, M
 from mase_compiler.numerics._options import suggestion
 from mase_compiler.session import current
 
-KINDS = {"matmul": g.MatmulOp, "conv": g.ConvOp}
+KINDS = {"matmul": g.MatmulOp, "conv": g.ConvOp, "gather": g.GatherOp}
 
 
 def _format(spec: str, what: str) -> Format | None:
@@ -70,6 +71,7 @@ class Quantize(ModulePass):
     a: str = ""
     matmul: str = ""
     conv: str = ""
+    gather: str = ""
     ops: str = "matmul,conv"
     rules: tuple[str, ...] = field(default=())
     skip: tuple[str, ...] = field(default=())
@@ -153,6 +155,8 @@ class Quantize(ModulePass):
             for index, operand in enumerate(target.operands):
                 if kind == "conv" and index > 1:  # the bias is added in float
                     continue
+                if kind == "gather" and (index != 0 or _weight_source(operand) is None):
+                    continue  # only embedding tables: a weight looked up by index
                 weight = _weight_source(operand)
                 if weight is None and is_static(operand):
                     continue  # a constant, or a weight reshaped on its way: no channel axis to follow, left float
@@ -221,12 +225,14 @@ class _Rewrite:
         """Axis of operand ``index`` that the op reduces over (MX blocks and int groups run along it)."""
         if kind == "conv":
             return 1  # input channels, for activations [N, C, ...] and weights [O, C/g, ...]
+        if kind == "gather":
+            return rank - 1  # an embedding table [V, D]: blocks and groups run along D
         return rank - 1 if index == 0 else rank - 2
 
     def _channel_axis(self, index: int, kind: str, rank: int) -> int:
         """Axis of a weight operand that indexes output channels."""
-        if kind == "conv":
-            return 0
+        if kind in ("conv", "gather"):
+            return 0  # output channels of a conv weight; one scale per row (token) of an embedding table
         return rank - 1 if index == 1 else rank - 2
 
     def weight(self, index: int, source, fmt: Format, kind: str) -> None:

@@ -160,3 +160,21 @@ def test_act_act_false_leaves_activation_matmuls_float(tmp_path):
 
     # tiny BERT: 2 layers x (6 linear + 2 attention) matmuls
     assert quantized_matmuls(both) == 16 and quantized_matmuls(weights_only) == 12
+
+
+def test_gather_quantizes_embedding_tables_per_row(zoo_dir):
+    from mase_compiler import zoo
+    from mase_compiler.numerics import parse
+
+    z = zoo.export("bert", "dynamo", cache_dir=zoo_dir)
+    model = import_model(z.path)
+    opt(model, 'quantize{w="int8:channel" ops=gather}')
+    casts = [op for op in model.main.body.ops if isinstance(op, CastOp)]
+    assert casts and all(isinstance(u.operation, g.GatherOp) for c in casts for u in c.results[0].uses)
+    for c in casts:  # one scale per table row: what torch's per-channel fake quantizer on axis 0 gives
+        table = model.weights.tensor(c.input.owner.sym_name.data)
+        scale = table.abs().amax(dim=1) / 127
+        want = torch.fake_quantize_per_channel_affine(table, scale, torch.zeros_like(scale, dtype=torch.int32), 0, -127, 127)
+        got = parse("int8:channel").quantize(table, model.weights.tensor(c.params[0].owner.sym_name.data), axis=0)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-7)
+        assert c.axis.value.data == 0
