@@ -61,6 +61,18 @@ def _quantize() -> type[ModulePass]:
     return Quantize
 
 
+def _smoothquant() -> type[ModulePass]:
+    from .passes.smoothquant import SmoothQuant
+
+    return SmoothQuant
+
+
+def _aqas() -> type[ModulePass]:
+    from .passes.aqas import Aqas
+
+    return Aqas
+
+
 # For passes whose class has no docstring (xDSL's cse and dce).
 SUMMARIES = {
     "cse": "Common subexpression elimination of pure ops.",
@@ -68,12 +80,17 @@ SUMMARIES = {
 }
 
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
+    "aqas": _aqas,
     "calibrate": _calibrate,
     "canonicalize": _canonicalize,
     "cse": _cse,
     "dce": _dce,
     "quantize": _quantize,
+    "smoothquant": _smoothquant,
 }
+
+_W4 = '"int4:channel"'
+_D4 = '"dint4:channel"'
 
 # Named pipelines.  Calibration comes first because quantize turns its statistics into static scales.
 PRESETS: dict[str, tuple[str, str]] = {
@@ -91,6 +108,16 @@ PRESETS: dict[str, tuple[str, str]] = {
     "mxfp4": ("quantize{default=mxfp4}", "MXFP4 (E2M1 elements) weights and activations, blocks of 32"),
     "mxint8": ("quantize{default=mxint8}", "MXINT8 weights and activations, blocks of 32"),
     "w4a16": ('quantize{w="int4:group=128"}', "int4 weights in groups of 128 along the reduction axis, float activations"),
+    # W4A8 (Lee et al., EMNLP 2023): int4 per-channel weights, static 8-bit activations.  Scaling passes come
+    # first because they change the activations; calibration must see the scaled ones (they drop stale stats).
+    "w4a8": (f"calibrate{{method=mse format=uint8}},quantize{{w={_W4} a=uint8}}",
+             "round-to-nearest W4A8: int4 per-channel weights, uint8 per-tensor static activations"),
+    "w4a8-smoothquant": (f"smoothquant{{alpha=0.5}},calibrate{{method=mse format=uint8}},quantize{{w={_W4} a=uint8}}",
+                         "W4A8 after SmoothQuant (alpha 0.5) per-channel scaling, folded into the producers"),
+    "w4a8-aqas": (f"aqas{{w={_W4} a=uint8}},calibrate{{method=mse format=uint8}},quantize{{w={_W4} a=uint8}}",
+                  "W4A8 after activation-quantization-aware scaling (AQAS), folded into the producers"),
+    "w4a8-aqas-dint": (f"aqas{{w={_D4} a=uint8}},calibrate{{method=mse format=uint8}},quantize{{w={_D4} a=uint8}}",
+                       "W4A8-AQAS with dINT4 weights (integer grid plus denormal codes near zero)"),
 }
 
 

@@ -64,10 +64,10 @@ def test_every_preset_compiles_runs_and_matches_the_interpreter(calib_npz, tmp_p
             # (a whole MX block when its max sits at a power of two) and six layers amplify that.  So: close to the
             # interpreter, and exactly as far from FP32 as the interpreter is.
             m = compare(torch.from_numpy(w), torch.from_numpy(g))
-            assert m["cosine"] > 0.998, m
             ref = torch.from_numpy(np.load(out / "reference.npz")[f"fp32/{name}"])
             lost_ort = 1 - compare(ref, torch.from_numpy(g))["cosine"]
             lost_interp = 1 - compare(ref, torch.from_numpy(w))["cosine"]
+            assert m["cosine"] > 1 - max(0.002, 0.1 * lost_interp), (m, lost_interp)  # flips scale with the step size
             assert abs(lost_ort - lost_interp) <= 0.1 * lost_interp + 1e-6, (lost_ort, lost_interp)
     # Quantization happened and cost accuracy, but not all of it.
     fp32 = result["outputs"]
