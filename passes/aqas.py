@@ -1,5 +1,6 @@
-"""``aqas``: activation-quantization-aware scaling (the W4A8 paper: Li et al., "A Speed Odyssey
-for Deployable Quantization of LLMs", 2023, §3 "Activation-quantization-aware scaling").
+"""``aqas``: activation-quantization-aware scaling (the W4A8 paper: Lee et al., "Enhancing Computation
+Efficiency in Large Language Models through Weight and Activation Quantization", EMNLP 2023, which
+also introduces SLAC and dINT).
 
 SmoothQuant (Xiao et al., ICML 2023, §4) balances activation and weight ranges with
 ``s = max|X|^alpha / max|W|^(1 - alpha)`` and one ``alpha`` for the whole model.  With 4-bit
