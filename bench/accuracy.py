@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import datetime
 import io
-import json
 import os
 import platform
 import re
@@ -53,6 +52,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import numpy as np  # noqa: E402
 
+from mase_compiler.jsonout import dumps  # noqa: E402
 from mase_compiler import sentences as _text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -604,7 +604,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     }
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(result), indent=2) + "\n")
+    path.write_text(dumps(result))
     log(f"wrote {path}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
@@ -622,18 +622,6 @@ def worst_layers(out: Path, log: Callable[[str], None], n: int = 8) -> object:
     except Exception as e:  # noqa: BLE001 - optional diagnostics
         log(f"report of {out.name} failed: {_err(e)}")
         return {"error": _err(e)}
-
-
-def _clean(o: object) -> object:
-    if isinstance(o, float) and not np.isfinite(o):
-        return str(o)
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, (np.floating, np.integer)):
-        return _clean(o.item())
-    return o
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Errors the user can fix (bad format specs, bad options) print one line,
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from typing import Sequence
@@ -40,23 +39,10 @@ def _print_table(title: str, rows: list[dict[str, object]], columns: list[tuple[
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
-def _json_default(v: object) -> object:
-    return str(v)
-
-
 def _dump(rows: object) -> None:
-    # JSON has no Infinity: write non-finite floats as strings so any parser reads the output.
-    def clean(o: object) -> object:
-        if isinstance(o, float) and not math.isfinite(o):
-            return str(o)
-        if isinstance(o, dict):
-            return {k: clean(v) for k, v in o.items()}
-        if isinstance(o, list):
-            return [clean(v) for v in o]
-        return o
+    from .jsonout import dumps
 
-    json.dump(clean(rows), sys.stdout, indent=2, default=_json_default)
-    sys.stdout.write("\n")
+    sys.stdout.write(dumps(rows))
 
 
 def cmd_formats(args: argparse.Namespace) -> int:

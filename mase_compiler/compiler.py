@@ -10,7 +10,6 @@ directory is replaced, anything else at ``out`` is refused.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .jsonout import dumps
 
 
 COMPILE_JSON = "compile.json"
@@ -132,7 +132,7 @@ def compile(
             "files": sorted(p.name for p in tmp.iterdir()) + [COMPILE_JSON],
             "seconds": timings,
         }
-        (tmp / COMPILE_JSON).write_text(json.dumps(_clean(result), indent=2) + "\n")
+        (tmp / COMPILE_JSON).write_text(dumps(result))
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -143,17 +143,6 @@ def compile(
 def _np(t: torch.Tensor) -> np.ndarray:
     t = t.detach().cpu()
     return t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()
-
-
-def _clean(o: Any) -> Any:
-    """JSON has no Infinity/NaN: write them as strings so any parser reads the file."""
-    if isinstance(o, float) and not np.isfinite(o):
-        return str(o)
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    return o
 
 
 def _check_out(out: Path) -> None:

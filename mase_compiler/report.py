@@ -31,6 +31,7 @@ from xdsl.ir import Operation, SSAValue
 from .dialects.graph import node_name
 from .dialects.quant import CastOp
 from .interpreter import Interpreter, Observer
+from .jsonout import dumps
 from .metrics import compare
 from .model import Model, ModelError
 
@@ -74,16 +75,7 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 
 def json_text(obj: object) -> str:
     """JSON with non-finite floats as strings ("inf", "-inf", "nan"): every parser reads it."""
-    def clean(o: object) -> object:
-        if isinstance(o, float) and not math.isfinite(o):
-            return str(o)
-        if isinstance(o, dict):
-            return {k: clean(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [clean(v) for v in o]
-        return o
-
-    return json.dumps(clean(obj), indent=2) + "\n"
+    return dumps(obj)
 
 
 def check_out_dir(path: str | os.PathLike) -> Path:

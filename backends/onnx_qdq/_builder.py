@@ -15,48 +15,27 @@ import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
-from xdsl.dialects.builtin import (
-    BFloat16Type,
-    Float16Type,
-    Float32Type,
-    Float64Type,
-    IntegerType,
-    Signedness,
-    TensorType,
-    UnrankedTensorType,
-)
 from xdsl.ir import Attribute, SSAValue
 
 from .. import BackendError
 from ...dialects.graph import shape_of
+from ...interpreter.dtypes import torch_dtype
 
-_INT_TYPES = {
-    (8, True): TensorProto.INT8, (8, False): TensorProto.UINT8, (16, True): TensorProto.INT16,
-    (16, False): TensorProto.UINT16, (32, True): TensorProto.INT32, (32, False): TensorProto.UINT32,
-    (64, True): TensorProto.INT64, (64, False): TensorProto.UINT64,
+_ONNX_TYPES = {
+    torch.float32: TensorProto.FLOAT, torch.float16: TensorProto.FLOAT16, torch.bfloat16: TensorProto.BFLOAT16,
+    torch.float64: TensorProto.DOUBLE, torch.bool: TensorProto.BOOL, torch.int8: TensorProto.INT8,
+    torch.uint8: TensorProto.UINT8, torch.int16: TensorProto.INT16, torch.uint16: TensorProto.UINT16,
+    torch.int32: TensorProto.INT32, torch.uint32: TensorProto.UINT32, torch.int64: TensorProto.INT64,
+    torch.uint64: TensorProto.UINT64,
 }
 
 
 def onnx_elem_type(t: Attribute) -> int:
-    """TensorProto element type of an IR tensor or element type."""
-    if isinstance(t, (TensorType, UnrankedTensorType)):
-        t = t.element_type
-    if isinstance(t, Float32Type):
-        return TensorProto.FLOAT
-    if isinstance(t, Float16Type):
-        return TensorProto.FLOAT16
-    if isinstance(t, BFloat16Type):
-        return TensorProto.BFLOAT16
-    if isinstance(t, Float64Type):
-        return TensorProto.DOUBLE
-    if isinstance(t, IntegerType):
-        width = t.width.data
-        if width == 1:
-            return TensorProto.BOOL
-        signed = t.signedness.data != Signedness.UNSIGNED
-        if (width, signed) in _INT_TYPES:
-            return _INT_TYPES[(width, signed)]
-    raise BackendError(f"element type {t} has no ONNX equivalent; use --target pytorch")
+    """TensorProto element type of an IR tensor or element type (through the interpreter's dtype mapping)."""
+    try:
+        return _ONNX_TYPES[torch_dtype(t)]
+    except (TypeError, KeyError):
+        raise BackendError(f"element type {t} has no ONNX equivalent; use --target pytorch") from None
 
 
 def np_dtype(elem: int) -> np.dtype:
