@@ -27,6 +27,7 @@ bench: setup
 	$(BIN)/python bench/import.py
 	$(BIN)/python bench/conformance.py
 	$(BIN)/python bench/accuracy.py
+	$(BIN)/python bench/w4a8.py      # trains bench/zoo.py's LM on first use (about 8 minutes on CPU)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis bench/results
