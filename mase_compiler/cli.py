@@ -225,10 +225,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         _dump(rep)
         return 0
     rows = [{**r, "weight_format": r["weight_format"] or "-", "act_format": r["act_format"] or "-"} for r in rep["layers"]]
-    rows += [{**o, "op": "output", "weight_format": "", "act_format": ""} for o in rep["outputs"]]
-    _print_table(f"{args.out}: quantized layers and outputs vs FP32 (SQNR: higher is better)", rows,
+    rows += [{**o, "op": "output", "weight_format": "", "act_format": "", "own_sqnr_db": ""} for o in rep["outputs"]]
+    _print_table(f"{args.out}: quantized layers and outputs vs FP32 (SQNR: higher is better; own: the layer alone, "
+                 "on FP32 inputs)", rows,
                  [("name", "layer"), ("op", "op"), ("weight_format", "weight"), ("act_format", "activation"),
-                  ("sqnr_db", "SQNR dB"), ("cosine", "cosine"), ("rel_rmse", "rel. RMSE")])
+                  ("own_sqnr_db", "own SQNR dB"), ("sqnr_db", "SQNR dB"), ("cosine", "cosine"), ("rel_rmse", "rel. RMSE")])
     t = rep["totals"]
     ratio = f" ({t['weight_bytes_quantized'] / t['weight_bytes_fp32']:.3f} of FP32)" if t["weight_bytes_fp32"] else ""
     print(f"weights: {t['weight_bytes_quantized'] / 1e6:.3f} MB vs {t['weight_bytes_fp32'] / 1e6:.3f} MB FP32{ratio}"

@@ -108,11 +108,11 @@ def _print(rows: list[dict[str, Any]], rep: dict[str, Any] | None, first: str) -
     if rep is None:
         return
     layers = [{**r, "weight_format": r["weight_format"] or "- (activation x activation)",
-               "act_format": r["act_format"] or "-"} for r in sorted(rep["layers"], key=lambda r: r["sqnr_db"])[:10]]
-    _print_table(f"{first}: the 10 layers with the lowest SQNR (all {len(rep['layers'])} in {rep['out']}/report.json, "
-                 f"plot in report.png)", layers,
+               "act_format": r["act_format"] or "-"} for r in sorted(rep["layers"], key=lambda r: r["own_sqnr_db"])[:10]]
+    _print_table(f"{first}: the 10 layers that lose most on their own (own SQNR: the layer on FP32 inputs; SQNR: "
+                 f"with upstream error; all {len(rep['layers'])} in {rep['out']}/report.json, plot in report.png)", layers,
                  [("name", "layer"), ("op", "op"), ("weight_format", "weights"), ("act_format", "activations"),
-                  ("sqnr_db", "SQNR dB"), ("cosine", "cosine")])
+                  ("own_sqnr_db", "own SQNR dB"), ("sqnr_db", "SQNR dB")])
     print(f"Outputs are in {Path(rows[0]['out']).parent}; run one with: python -c \"import sys; "
           f"sys.path.insert(0, '{rows[0]['out']}'); import model; print(model.load())\"")
 

@@ -31,6 +31,7 @@ from xdsl.ir import Operation, SSAValue
 from .dialects.graph import node_name
 from .dialects.quant import CastOp
 from .interpreter import Interpreter, Observer
+from .interpreter.kernels import KERNELS, KernelEnv
 from .jsonout import dumps
 from .metrics import compare
 from .model import Model, ModelError
@@ -254,13 +255,58 @@ def _compare_with(fp32: dict[int, torch.Tensor], pairs: dict[int, int]) -> tuple
     return scores, observe
 
 
+class _OwnError:
+    """Each layer's own error: the layer evaluated on the FP32 run's activations, cast as the quantized model
+    casts them, with its quantized weights, against its FP32 output (the total SQNR also carries upstream error).
+
+    Activation casts sit right on the layer's operands (docs/quantized-ir.md), so the FP32 run's operand is the
+    cast's input; weight-side operands carry no upstream error and are taken from the quantized run as they are.
+    """
+
+    def __init__(self, model: Model, layers: list[tuple[int, Operation, list[CastOp]]], fp32_ops: list[Operation],
+                 device: str | None):
+        env = KernelEnv(model.weights, torch.device(device or "cpu"))
+        self.acts: dict[int, dict[int, CastOp]] = {}  # id(layer) -> operand index -> activation cast
+        self.twin: dict[int, int] = {}  # id(FP32 twin) -> id(layer)
+        self.kernels: dict[int, object] = {}
+        for i, op, _ in layers:
+            direct = {k: v.owner for k, v in enumerate(op.operands) if isinstance(v.owner, CastOp) and not _is_weight_cast(v.owner)}
+            self.acts[id(op)] = direct
+            self.twin[id(fp32_ops[i])] = id(op)
+            self.kernels[id(op)] = KERNELS[op.name](op, env)
+            for c in direct.values():
+                self.kernels[id(c)] = KERNELS[c.name](c, env)
+        self.fp32_in: dict[int, dict[int, torch.Tensor]] = {}
+        self.params: dict[int, list[torch.Tensor]] = {}  # id(cast) -> its scale/zero-point operands
+        self.scores: dict[int, dict[str, float]] = {}
+
+    def observe_fp32(self, op: Operation, operands: list[torch.Tensor], results: tuple[torch.Tensor, ...]) -> None:
+        layer = self.twin.get(id(op))
+        if layer is not None:
+            self.fp32_in[layer] = {k: operands[k] for k in self.acts[layer]}
+
+    def observe_quantized(self, op: Operation, operands: list[torch.Tensor], fp32_out: torch.Tensor | None) -> None:
+        if isinstance(op, CastOp):
+            self.params[id(op)] = operands[1:]
+            return
+        casts = self.acts.get(id(op))
+        if casts is None or fp32_out is None:
+            return
+        local = list(operands)
+        for k, c in casts.items():
+            local[k] = self.kernels[id(c)](self.fp32_in[id(op)][k], *self.params[id(c)])
+        del self.fp32_in[id(op)]
+        self.scores[id(op)] = _metrics(fp32_out, self.kernels[id(op)](*local))
+
+
 def report(out_dir: str | os.PathLike, inputs: Mapping[str, np.ndarray] | None = None, png: bool = True,
            device: str | None = None) -> dict[str, object]:
     """Per-layer and per-output error of the quantized model in ``OUT`` against its FP32 self.
 
     Writes ``OUT/report.json`` (and ``OUT/report.png`` unless ``png=False``) and returns the
     same dict: ``layers`` (name, op, weight/activation format and bits, SQNR dB, cosine,
-    relative RMSE, max abs error), ``outputs`` (the same metrics per model output) and
+    relative RMSE, max abs error of its output against FP32 — upstream error included — and
+    ``own_sqnr_db``/``own_cosine``: the layer alone, on FP32 inputs), ``outputs`` (the same metrics per model output) and
     ``totals`` (weight bytes FP32 vs quantized, from compile.json when it records them).
     ``inputs`` replaces the reference inputs of ``reference.npz``.
     """
@@ -274,9 +320,22 @@ def report(out_dir: str | os.PathLike, inputs: Mapping[str, np.ndarray] | None =
     fp32_model, fp32_ops = _bypassed(model)
     names = _layer_names(list(model.main.body.ops))
 
-    fp32_seen, fp32_observe = _capture({id(fp32_ops[i]) for i, _, _ in layers})
+    fp32_seen, fp32_capture = _capture({id(fp32_ops[i]) for i, _, _ in layers})
+    own = _OwnError(model, layers, fp32_ops, device)
+
+    def fp32_observe(op, operands, results):
+        own.observe_fp32(op, operands, results)
+        fp32_capture(op, operands, results)
+
     fp32_out = Interpreter(fp32_model, device)(inputs, observe=fp32_observe)
-    scores, q_observe = _compare_with(fp32_seen, {id(op): id(fp32_ops[i]) for i, op, _ in layers})
+    twin_of = {id(op): id(fp32_ops[i]) for i, op, _ in layers}
+    scores, q_score = _compare_with(fp32_seen, twin_of)
+
+    def q_observe(op, operands, results):
+        twin = twin_of.get(id(op))
+        own.observe_quantized(op, operands, fp32_seen.get(twin) if twin is not None else None)
+        q_score(op, operands, results)
+
     q_out = Interpreter(model, device)(inputs, observe=q_observe)
 
     rows = []
@@ -284,7 +343,8 @@ def report(out_dir: str | os.PathLike, inputs: Mapping[str, np.ndarray] | None =
         wfmt, wbits = _format_info(casts, weight=True)
         afmt, abits = _format_info(casts, weight=False)
         rows.append({"name": names[i], "op": op.name.partition(".")[2], "weight_format": wfmt, "act_format": afmt,
-                     "weight_bits": wbits, "act_bits": abits, **scores[id(op)]})
+                     "weight_bits": wbits, "act_bits": abits, **scores[id(op)],
+                     "own_sqnr_db": own.scores[id(op)]["sqnr_db"], "own_cosine": own.scores[id(op)]["cosine"]})
     outputs = [{"name": n, **_metrics(fp32_out[n], q_out[n])} for n in model.output_names]
 
     info = load_compile_info(out)

@@ -136,6 +136,22 @@ def test_report_layers_and_output_match_independent_computation(built):
         expected = _sqnr(y.numpy(), (x @ wq).numpy())
         assert rows[name]["sqnr_db"] == pytest.approx(expected, abs=0.05)
     assert rows[QUERY0]["sqnr_db"] > 80 > 30 > rows[KEY0]["sqnr_db"] > 10
+    # A first-layer matmul has no upstream error: its own error is its total error.
+    assert rows[QUERY0]["own_sqnr_db"] == pytest.approx(rows[QUERY0]["sqnr_db"], abs=1e-9)
+
+    # Own error of the attention scores: FP32 q and k (the casts' inputs in the unquantized model) cast to
+    # mxfp4 along their last axis by hand, multiplied, against the FP32 scores.
+    scores_in: dict[str, torch.Tensor] = {}
+
+    def observe_scores(op, operands, results):
+        if op.name == "graph.matmul" and node_name(op) == SCORES0:
+            scores_in.update(a=operands[0], b=operands[1], y=results[0])
+
+    Interpreter(fp32)(inputs, observe=observe_scores)
+    mx = parse("mxfp4")
+    own = _sqnr(scores_in["y"].numpy(), (mx.quantize(scores_in["a"], axis=-1) @ mx.quantize(scores_in["b"], axis=-1)).numpy())
+    assert rows[SCORES0]["own_sqnr_db"] == pytest.approx(own, abs=0.01)
+    assert rows[SCORES0]["own_sqnr_db"] > rows[SCORES0]["sqnr_db"]  # upstream int4 keys add error
 
     # Model output: SQNR of the quantized IR against the FP32 model, both run by the interpreter.
     data = np.load(out / "reference.npz")
