@@ -500,3 +500,17 @@ def test_slac_packs_text_into_samples_of_exactly_seq_len_tokens(zoo_dir, tmp_pat
     np.savez(tmp_path / "c.npz", input_ids=np.zeros((2, 4), np.int64), attention_mask=np.ones((2, 4), np.int64))
     with pytest.raises(CalibrationError, match="fixes its own sequence length"):
         load_calibration(tmp_path / "c.npz", model, seq_len=8)
+
+
+@pytest.mark.parametrize("observer", [MSEObserver, EntropyObserver])
+def test_asymmetric_formats_search_with_their_whole_grid(observer):
+    """int8:asym and uint8 are both 256-level grids fitted to the data's range: the same clip."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(50_000, generator=g).abs() * 3, -torch.rand(10_000, generator=g) * 0.2])
+    results = {}
+    for fmt in ("uint8", "int8:asym", "int8"):
+        o = observer(fmt)
+        o.update(x)
+        results[fmt] = o.result()["hi"]
+    assert results["uint8"] == results["int8:asym"]
+    assert results["int8"] < results["uint8"]  # 128 magnitude levels clip harder than 256

@@ -230,11 +230,15 @@ class PercentileObserver(HistogramObserver):
 
 
 def grid_max(fmt: Format) -> float:
-    """The largest grid magnitude of a scaled format: a clip threshold ``t`` means scale ``t / grid_max``."""
+    """The largest grid magnitude of a scaled format: a clip threshold ``t`` means scale ``t / grid_max``.
+
+    An asymmetric integer grid is fitted to the data's range, not to ``[-t, t]``: all its levels
+    (``gmax - gmin``) span the magnitudes, so ``int8:asym`` and ``uint8`` search alike."""
     if isinstance(fmt, MinifloatFormat):
         return float(fmt.max_value)
     if hasattr(fmt, "grid_bounds") and not (isinstance(fmt, IntFormat) and fmt.fixed_scale() is not None):
-        return float(fmt.grid_bounds()[1])
+        lo, hi = fmt.grid_bounds()
+        return float(hi - lo) if _asymmetric(fmt) else float(hi)
     raise ValueError(f"mse and entropy calibration need an integer or minifloat format, not {str(fmt)!r}")
 
 
@@ -244,10 +248,17 @@ def _format(fmt: Format | str) -> Format:
     return f
 
 
+def _asymmetric(fmt: Format) -> bool:
+    return isinstance(fmt, IntFormat) and not fmt.symmetric
+
+
 def _grid(fmt: Format, y: torch.Tensor) -> torch.Tensor:
-    """``y`` (already divided by the scale) rounded onto the format's grid, saturating."""
+    """``y`` (magnitudes already divided by the scale) rounded onto the format's grid, saturating;
+    an asymmetric grid is shifted by its zero point so that its whole span covers them."""
     if isinstance(fmt, MinifloatFormat):
         return fmt.quantize(y)
+    if _asymmetric(fmt):
+        return fmt.quantize(y, torch.tensor(1.0), zero_point=int(fmt.grid_bounds()[0]))
     return fmt.quantize(y, torch.tensor(1.0))
 
 
@@ -325,7 +336,7 @@ class EntropyObserver(HistogramObserver):
     def _levels(self) -> int | None:
         f = self.format
         if isinstance(f, IntFormat):
-            return int(f.grid_bounds()[1]) + 1
+            return int(grid_max(f)) + 1  # magnitude levels: 128 for int8, 256 for uint8 and int8:asym
         return None
 
     def _groups(self, sizes: np.ndarray, ncol: int) -> np.ndarray:
