@@ -9,10 +9,11 @@ from xdsl.dialects.func import Func
 from xdsl.ir import Attribute, Operation
 from xdsl.printer import Printer
 
+from .dataflow import Dataflow
 from .graph import Graph
 from .quant import Quant
 
-DIALECTS = (Builtin, Func, Graph, Quant)
+DIALECTS = (Builtin, Func, Graph, Quant, Dataflow)
 
 
 def make_context() -> Context:
@@ -51,4 +52,4 @@ def print_ir(op: Operation, generic: bool = False) -> str:
     return s.getvalue()
 
 
-__all__ = ["DIALECTS", "Graph", "IRPrinter", "Quant", "make_context", "print_ir"]
+__all__ = ["DIALECTS", "Dataflow", "Graph", "IRPrinter", "Quant", "make_context", "print_ir"]

@@ -61,6 +61,12 @@ def _quantize() -> type[ModulePass]:
     return Quantize
 
 
+def _lower_dataflow() -> type[ModulePass]:
+    from .passes.lower_dataflow import LowerDataflow
+
+    return LowerDataflow
+
+
 def _smoothquant() -> type[ModulePass]:
     from .passes.smoothquant import SmoothQuant
 
@@ -85,6 +91,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _canonicalize,
     "cse": _cse,
     "dce": _dce,
+    "lower-dataflow": _lower_dataflow,
     "quantize": _quantize,
     "smoothquant": _smoothquant,
 }

@@ -164,7 +164,8 @@ def zoo_models(zoo_dir):
 
 # ---- graph ops -------------------------------------------------------------------------------------------
 def test_every_kernel_has_an_exporter():
-    missing = sorted(k for k in KERNELS if k not in EXPORTERS and k != "quant.cast")
+    # dataflow.* kernels are integer hardware kernels: the sv/hls backends emit them, not this one.
+    missing = sorted(k for k in KERNELS if k not in EXPORTERS and k != "quant.cast" and not k.startswith("dataflow."))
     assert missing == []
 
 

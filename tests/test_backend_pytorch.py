@@ -67,7 +67,8 @@ def second_inputs(name: str) -> dict[str, np.ndarray]:
 
 # ---- registry -------------------------------------------------------------------------------------
 def test_every_interpreter_kernel_has_a_code_generator():
-    assert sorted(set(KERNELS) - set(GENERATORS)) == []
+    # dataflow.* kernels are integer hardware kernels: the sv/hls backends emit them, not this one.
+    assert sorted(k for k in set(KERNELS) - set(GENERATORS) if not k.startswith("dataflow.")) == []
 
 
 def test_ir_without_a_generator_is_a_one_line_backend_error(zoo_models, tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ from xdsl.ir import Operation, SSAValue
 from ..dialects.graph import shape_of
 from ..model import Model
 from .dtypes import torch_dtype
+from . import _dataflow  # noqa: F401  (registers the hardware-exact dataflow kernels)
 from .kernels import KERNELS, KernelEnv
 
 

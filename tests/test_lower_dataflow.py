@@ -1,0 +1,95 @@
+"""lower-dataflow: static int8 linear layers become integer kernels that the interpreter runs exactly
+(its hardware-exact mode), checked against hand-written integer arithmetic and the fake-quant IR."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+from mase_compiler.dialects import dataflow as df
+from mase_compiler.dialects import graph as g
+from mase_compiler.driver import opt
+from mase_compiler.interpreter import Interpreter
+from mase_compiler.model import Model
+
+from test_quantize import B1, W1, W2, _calib, _model  # x -> fc1(16->8) + b1 -> relu -> fc2(8->4, Gemm transB)
+
+PIPELINE = 'calibrate{method=minmax},quantize{w="int8:channel" a=int8}'
+
+
+def _lowered(tmp_path):
+    fake = _model(tmp_path)
+    opt(fake, PIPELINE, calib=_calib())
+    hw = Model.parse(fake.text(), fake.weights)  # same weights, its own IR
+    opt(hw, "lower-dataflow")
+    return fake, hw
+
+
+def _inputs(n: int = 256) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(7).standard_normal((n, 16)).astype(np.float32)) * 2
+
+
+def test_mlp_lowers_to_integer_kernels_only(tmp_path):
+    _, hw = _lowered(tmp_path)
+    ops = [op.name for op in hw.main.body.ops if op.name != "func.return"]
+    assert ops == ["dataflow.quantize", "dataflow.linear", "dataflow.linear", "dataflow.dequantize"]
+    lin1 = [op for op in hw.main.body.ops if isinstance(op, df.LinearOp)][0]
+    assert lin1.lo.value.data == 0 and lin1.hi.value.data == 127  # the relu became the lower code bound
+    assert Model.parse(hw.text(), hw.weights).text() == hw.text()  # prints and parses back
+
+
+def test_kernels_compute_the_integer_arithmetic(tmp_path):
+    """Layer 1 by hand with exact rationals: codes, int32 bias at the accumulator scale, (M, S) requantization."""
+    _, hw = _lowered(tmp_path)
+    x = _inputs(32)
+    seen = {}
+    Interpreter(hw)({"x": x}, observe=lambda op, ins, outs: seen.setdefault(op.name, outs[0]))
+    s_x = float(hw.weights["w1.in_scale"])
+    x_q = torch.round(x / s_x).clamp(-127, 127).to(torch.int64)
+    assert torch.equal(seen["dataflow.quantize"].to(torch.int64), x_q)
+    s_w = np.abs(W1).max(axis=0) / 127
+    w_q = np.clip(np.round(W1 / s_w.astype(np.float32)), -127, 127).astype(np.int64)
+    acc_scale = (s_x * s_w.astype(np.float32).astype(np.float64)).astype(np.float32).astype(np.float64)
+    b_q = np.round(B1.astype(np.float64) / acc_scale).astype(np.int64)
+    acc = x_q.numpy() @ w_q + b_q
+    m, s = hw.weights["w1.m"], hw.weights["w1.s"]
+    s_y = float(hw.weights["w1.out_scale"])
+    for c in range(8):
+        assert abs(Fraction(int(m[c]), 2 ** int(s[c])) - Fraction(s_x * float(s_w[c]) / s_y)) < Fraction(1, 2**30)
+    want = np.array([[min(max(round(Fraction(int(a) * int(m[c]), 2 ** int(s[c]))), 0), 127) for c, a in enumerate(row)]
+                     for row in acc])  # Python's round() is half to even on exact fractions
+    assert np.array_equal(seen["dataflow.linear"].to(torch.int64).numpy(), want)
+
+
+def test_hardware_exact_mode_stays_within_a_code_of_fake_quantization(tmp_path):
+    fake, hw = _lowered(tmp_path)
+    x = _inputs()
+    hidden = {}
+
+    def fake_obs(op, ins, outs):
+        if isinstance(op, g.MatmulOp) and g.node_name(op) == "fc2":
+            hidden["fake"] = ins[0]
+
+    def hw_obs(op, ins, outs):
+        if isinstance(op, df.LinearOp) and "hw" not in hidden:  # the first linear: the hidden codes
+            hidden["hw"] = outs[0]
+
+    y_fake = Interpreter(fake)({"x": x}, observe=fake_obs)["y"]
+    y_hw = Interpreter(hw)({"x": x}, observe=hw_obs)["y"]
+    s_y = float(hw.weights["w1.out_scale"])
+    codes_fake = torch.round(hidden["fake"] / s_y).to(torch.int64)
+    diff = (codes_fake - hidden["hw"].to(torch.int64)).abs()
+    assert int(diff.max()) <= 1 and float((diff > 0).to(torch.float64).mean()) < 0.02
+    # Where the hidden codes agree the outputs agree to float32 rounding of the final scale.
+    same_rows = (diff == 0).all(dim=1)
+    torch.testing.assert_close(y_hw[same_rows], y_fake[same_rows], rtol=1e-5, atol=1e-5)
+
+
+def test_layers_that_do_not_match_are_left_alone(tmp_path):
+    model = _model(tmp_path)
+    opt(model, "quantize{default=mxint8}")
+    before = model.text()
+    opt(model, "lower-dataflow")
+    assert model.text() == before
