@@ -93,3 +93,16 @@ def test_layers_that_do_not_match_are_left_alone(tmp_path):
     before = model.text()
     opt(model, "lower-dataflow")
     assert model.text() == before
+
+
+def test_float_backends_refuse_dataflow_ops_with_a_hint(tmp_path):
+    import pytest
+
+    from mase_compiler.backends import BackendError, backend
+
+    _, hw = _lowered(tmp_path)
+    for target in ("pytorch", "onnx"):
+        out = tmp_path / target
+        out.mkdir()
+        with pytest.raises(BackendError, match="dataflow ops are integer hardware kernels"):
+            backend(target).emit(hw, out)

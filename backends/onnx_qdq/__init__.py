@@ -60,6 +60,9 @@ def build(model: Model) -> tuple[onnx.ModelProto, dict[str, object]]:
             outs = lower_cast(b, op, counts)
         elif op.name in EXPORTERS:
             outs = EXPORTERS[op.name](b, op, [b.name(v) for v in op.operands])
+        elif op.name.startswith("dataflow."):
+            raise BackendError("dataflow ops are integer hardware kernels: compile them for a hardware target, "
+                               "or leave lower-dataflow out of the pipeline for --target onnx")
         else:
             raise BackendError(f"op {op.name} has no ONNX export; use --target pytorch")
         for r, n in zip(op.results, outs):

@@ -567,6 +567,9 @@ def generate(model: Model) -> Generated:
     func = model.main
     ops = list(func.body.ops)
     missing = sorted({op.name for op in ops if op.name not in GENERATORS and not isinstance(op, ReturnOp)})
+    if any(n.startswith("dataflow.") for n in missing):
+        raise BackendError("dataflow ops are integer hardware kernels: compile them for a hardware target, "
+                           "or leave lower-dataflow out of the pipeline for --target pytorch")
     if missing:
         raise BackendError(f"the pytorch backend has no code generator for {', '.join(missing)}; run a pass that lowers it first")
     em = Emitter(model)
