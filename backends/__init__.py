@@ -13,6 +13,7 @@ from types import ModuleType
 TARGETS: dict[str, str] = {
     "pytorch": "mase_compiler.backends.pytorch",
     "onnx": "mase_compiler.backends.onnx_qdq",
+    "sv": "mase_compiler.backends.sv",
 }
 
 
@@ -21,7 +22,7 @@ class BackendError(ValueError):
 
 
 def backend(target: str) -> ModuleType:
-    """The backend module for ``target`` (``pytorch`` or ``onnx``)."""
+    """The backend module for ``target`` (``pytorch``, ``onnx`` or ``sv``)."""
     if target not in TARGETS:
         from mase_compiler.numerics._options import suggestion
 

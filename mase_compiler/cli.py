@@ -173,10 +173,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         rows = [{"pass": r["pass"], "seconds": round(r["seconds"], 4), "changed": _changes(r)} for r in result["passes"]]
         _print_table("pass timings", rows, [("pass", "pass"), ("seconds", "seconds"), ("changed", "what changed")])
     b = result["weight_bytes"]
-    ratio = f" ({b['quantized'] / b['fp32']:.3f} of FP32)" if b["fp32"] else ""
     print(f"compiled {args.model} with '{result['expanded_pipeline']}' for {args.target} into {args.output}")
-    print(f"weights: {b['quantized'] / 1e6:.2f} MB vs {b['fp32'] / 1e6:.2f} MB FP32{ratio}; "
-          f"calibration: {result['calibration']['source']}; {result['seconds']['total']:.1f} s")
+    weights = f"weights: {b['quantized'] / 1e6:.2f} MB vs {b['fp32'] / 1e6:.2f} MB FP32 ({b['quantized'] / b['fp32']:.3f} of FP32); " \
+        if b["fp32"] and b["quantized"] else ""
+    print(f"{weights}calibration: {result['calibration']['source']}; {result['seconds']['total']:.1f} s")
+    if args.target == "sv":
+        print(f"simulate it bit for bit against the interpreter: masec sim {args.output}")
     rows = [{"output": k, **v} for k, v in result["outputs"].items()]
     if rows:
         _print_table("outputs vs FP32 on the reference batch (interpreter)", rows,
@@ -191,6 +193,25 @@ def _changes(record: dict) -> str:
         parts.append(f"+{record['weights_added']} weights")
     parts += [f"{k}={v}" for k, v in record["notes"].items() if isinstance(v, (int, float, str))]
     return ", ".join(parts) or "-"
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .backends.sv import simulate
+
+    out = Path(args.out)
+    if not (out / "top.sv").exists():
+        raise ValueError(f"{out} must be a 'masec compile --target sv' output (with top.sv), not {'missing' if not out.exists() else 'another directory'}")
+    res = simulate(out, stall_pct=args.stall)
+    if args.json:
+        _dump(res)
+    else:
+        verdict = "PASS" if res["passed"] else "FAIL"
+        print(f"{verdict}: {res['expected'] - res['mismatches']} of {res['expected']} outputs equal the "
+              f"interpreter's hardware-exact results; {res['cycles']:.1f} cycles per inference, latency {res['latency']} cycles"
+              + (f", first mismatch {res['first_mismatch']}" if res["mismatches"] else ""))
+    return 0 if res["passed"] else 1
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -301,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="quantize MODEL with a pipeline and emit a runnable model (PyTorch or ONNX)")
     c.add_argument("model", help=".onnx, .mlir or file.py:factory")
     c.add_argument("-p", "--pipeline", required=True, help="pipeline or preset, e.g. w8a8, fp8, mxfp4, 'calibrate,quantize{w=int8:channel a=int8}'")
-    c.add_argument("--target", default="pytorch", help="pytorch (default) or onnx")
+    c.add_argument("--target", default="pytorch", help="pytorch (default), onnx, or sv (after lower-dataflow)")
     c.add_argument("-o", "--output", default="out", help="output directory (default: out); replaced only when the compile succeeds")
     c.add_argument("--calib", help="calibration data: .npz keyed by input names, or .txt / a directory of .txt files (with --tokenizer); default: synthetic")
     c.add_argument("--tokenizer", help="tokenizer directory (Hugging Face format) for text calibration data")
@@ -317,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     ps = sub.add_parser("passes", help="list the passes a pipeline string can name, with their options")
     ps.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ps.set_defaults(func=cmd_passes)
+
+    sm = sub.add_parser("sim", help="co-simulate a --target sv output with Verilator and compare bit for bit")
+    sm.add_argument("out", help="the output directory of masec compile --target sv")
+    sm.add_argument("--stall", type=int, default=0, help="percent of random idle cycles on the input and output streams")
+    sm.add_argument("--json", action="store_true", help="print JSON instead of a line")
+    sm.set_defaults(func=cmd_sim)
 
     st = sub.add_parser("stats", help="print the calibration statistics kept on a model (a .mlir or a compile output directory)")
     st.add_argument("model")

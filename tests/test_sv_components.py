@@ -313,7 +313,7 @@ def sim(tmp_path_factory) -> Sim:
     cases = _cases()
     for c in cases.values():
         (work / f"{c.name}.in.hex").write_text("".join(f"{w:x}\n" for w in c.in_words))
-    log = sv.run(exe, work)
+    log = sv.run_exe(exe, work)
     assert "tb_components: done" in log
     return Sim(work, cases, log)
 
