@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import random
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,17 +27,7 @@ TB_DIR = Path(__file__).parent / "sv"
 SEED = 1234
 
 
-def _have_verilator() -> str | None:
-    try:
-        sv.find_verilator()
-    except sv.VerilatorError as e:
-        return str(e)
-    if shutil.which("make") is None or shutil.which("c++") is None:
-        return "building a Verilator testbench needs make and a C++ compiler"
-    return None
-
-
-_MISSING = _have_verilator()
+_MISSING = _verilator.missing_toolchain()
 needs_verilator = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
 
 

@@ -9,14 +9,13 @@ is missing.  Cycles per inference are printed (``pytest -s``) and recorded as pr
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from mase_compiler.backends import BackendError, sv
-from mase_compiler.backends.sv import _emit
+from mase_compiler.backends.sv import _emit, _verilator
 from mase_compiler.interpreter import Interpreter
 from mase_compiler.model import Model
 from mase_compiler.numerics.requant import requantize
@@ -24,17 +23,7 @@ from mase_compiler.numerics.requant import requantize
 from test_lower_dataflow import _lowered  # x -> fc1(16->8) + relu -> fc2(8->4), lowered to dataflow.linear
 
 
-def _have_verilator() -> str | None:
-    try:
-        sv.find_verilator()
-    except sv.VerilatorError as e:
-        return str(e)
-    if shutil.which("make") is None or shutil.which("c++") is None:
-        return "building a Verilator testbench needs make and a C++ compiler"
-    return None
-
-
-_MISSING = _have_verilator()
+_MISSING = _verilator.missing_toolchain()
 needs_verilator = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
 
 

