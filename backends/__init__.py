@@ -14,6 +14,7 @@ TARGETS: dict[str, str] = {
     "pytorch": "mase_compiler.backends.pytorch",
     "onnx": "mase_compiler.backends.onnx_qdq",
     "sv": "mase_compiler.backends.sv",
+    "hls": "mase_compiler.backends.hls",
 }
 
 
@@ -22,7 +23,7 @@ class BackendError(ValueError):
 
 
 def backend(target: str) -> ModuleType:
-    """The backend module for ``target`` (``pytorch``, ``onnx`` or ``sv``)."""
+    """The backend module for ``target`` (``pytorch``, ``onnx``, ``sv`` or ``hls``)."""
     if target not in TARGETS:
         from mase_compiler.numerics._options import suggestion
 

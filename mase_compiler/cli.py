@@ -177,8 +177,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     weights = f"weights: {b['quantized'] / 1e6:.2f} MB vs {b['fp32'] / 1e6:.2f} MB FP32 ({b['quantized'] / b['fp32']:.3f} of FP32); " \
         if b["fp32"] and b["quantized"] else ""
     print(f"{weights}calibration: {result['calibration']['source']}; {result['seconds']['total']:.1f} s")
-    if args.target == "sv":
-        print(f"simulate it bit for bit against the interpreter: masec sim {args.output}")
+    if args.target in ("sv", "hls"):
+        csim = " --csim" if args.target == "hls" else ""
+        print(f"simulate it bit for bit against the interpreter: masec sim {args.output}{csim}")
     rows = [{"output": k, **v} for k, v in result["outputs"].items()]
     if rows:
         _print_table("outputs vs FP32 on the reference batch (interpreter)", rows,
@@ -198,19 +199,28 @@ def _changes(record: dict) -> str:
 def cmd_sim(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .backends.sv import simulate
-
     out = Path(args.out)
-    if not (out / "top.sv").exists():
-        raise ValueError(f"{out} must be a 'masec compile --target sv' output (with top.sv), not {'missing' if not out.exists() else 'another directory'}")
-    res = simulate(out, stall_pct=args.stall)
+    target, marker = ("hls", "model.cpp") if args.csim else ("sv", "top.sv")
+    if not (out / marker).exists():
+        state = "missing" if not out.exists() else "another directory"
+        raise ValueError(f"{out} must be a 'masec compile --target {target}' output (with {marker}), not {state}")
+    if args.csim:
+        from .backends.hls import simulate
+
+        res = simulate(out)
+        timing = "C-simulation (g++)"
+    else:
+        from .backends.sv import simulate
+
+        res = simulate(out, stall_pct=args.stall)
+        timing = f"{res['cycles']:.1f} cycles per inference, latency {res['latency']} cycles"
     if args.json:
         _dump(res)
     else:
         verdict = "PASS" if res["passed"] else "FAIL"
         print(f"{verdict}: {res['expected'] - res['mismatches']} of {res['expected']} outputs equal the "
-              f"interpreter's hardware-exact results; {res['cycles']:.1f} cycles per inference, latency {res['latency']} cycles"
-              + (f", first mismatch {res['first_mismatch']}" if res["mismatches"] else ""))
+              f"interpreter's hardware-exact results; {timing}"
+              + (f"; first mismatch {res['first_mismatch']}" if res["mismatches"] else ""))
     return 0 if res["passed"] else 1
 
 
@@ -322,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="quantize MODEL with a pipeline and emit a runnable model (PyTorch or ONNX)")
     c.add_argument("model", help=".onnx, .mlir or file.py:factory")
     c.add_argument("-p", "--pipeline", required=True, help="pipeline or preset, e.g. w8a8, fp8, mxfp4, 'calibrate,quantize{w=int8:channel a=int8}'")
-    c.add_argument("--target", default="pytorch", help="pytorch (default), onnx, or sv (after lower-dataflow)")
+    c.add_argument("--target", default="pytorch", help="pytorch (default), onnx, or sv / hls (after lower-dataflow)")
     c.add_argument("-o", "--output", default="out", help="output directory (default: out); replaced only when the compile succeeds")
     c.add_argument("--calib", help="calibration data: .npz keyed by input names, or .txt / a directory of .txt files (with --tokenizer); default: synthetic")
     c.add_argument("--tokenizer", help="tokenizer directory (Hugging Face format) for text calibration data")
@@ -339,8 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ps.set_defaults(func=cmd_passes)
 
-    sm = sub.add_parser("sim", help="co-simulate a --target sv output with Verilator and compare bit for bit")
-    sm.add_argument("out", help="the output directory of masec compile --target sv")
+    sm = sub.add_parser("sim", help="co-simulate a --target sv output with Verilator (or --csim an hls one with g++), bit for bit")
+    sm.add_argument("out", help="the output directory of masec compile --target sv (or hls with --csim)")
+    sm.add_argument("--csim", action="store_true", help="C-simulate a --target hls output with g++")
     sm.add_argument("--stall", type=int, default=0, help="percent of random idle cycles on the input and output streams")
     sm.add_argument("--json", action="store_true", help="print JSON instead of a line")
     sm.set_defaults(func=cmd_sim)

@@ -1,0 +1,193 @@
+"""HLS C++ emission of a lowered integer MLP (backends/hls/_emit.py), C-simulated with g++:
+the generated layer functions reproduce the interpreter's hardware-exact kernels bit for bit,
+a deliberately wrong requantizer (a copied header edited to round half away) is caught, and
+models outside the supported pattern are refused with one line.
+
+Skips the C-simulations cleanly when g++ is missing.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from mase_compiler.backends import BackendError
+from mase_compiler.backends.hls import _emit, _gxx
+from mase_compiler.interpreter import Interpreter
+from mase_compiler.model import Model
+from mase_compiler.numerics.requant import requantize
+
+from test_lower_dataflow import _lowered  # x -> fc1(16->8) + relu -> fc2(8->4), lowered to dataflow.linear
+
+needs_gxx = pytest.mark.skipif(_gxx.find_gxx() is None, reason="g++ is not installed")
+
+EVEN = "case Round::Even: up = half > 0 || (half == 0 && (q & 1) != 0); break;"
+AWAY = "case Round::Even: up = half > 0 || (half == 0 && x >= 0); break;"
+
+
+def _inputs(n: int, seed: int) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal((n, 16)).astype(np.float32)) * 2
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    """The lowered MLP emitted with 32 random input vectors: (model, inputs, out folder, manifest)."""
+    tmp = tmp_path_factory.mktemp("hls_mlp")
+    _, hw = _lowered(tmp)
+    x = _inputs(32, seed=11)
+    out = tmp / "out"
+    return hw, x, out, _emit.emit(hw, out, inputs=x)
+
+
+def test_emission_is_self_contained_and_golden_is_the_interpreter(mlp):
+    hw, x, out, man = mlp
+    for name in ("model.cpp", "tb.cpp", "masec_int.h", "manifest.json", "vectors/in.txt", "vectors/golden.txt"):
+        assert (out / name).is_file(), name
+    assert [(L["k"], L["n"], L["requant"]) for L in man["layers"]] == [(16, 8, True), (8, 4, False)]
+    assert man["vectors"] == 32 and man["out_per_vector"] == 4
+    src = (out / "model.cpp").read_text()
+    assert '#include "masec_int.h"' in src and "void masec_top(" in src
+    assert "static void layer0(" in src and "static void layer1(" in src
+    assert "static const l0_w_t L0_W[8][16]" in src and "L0_M[8]" in src and "L0_S[8]" in src
+    assert "masec::dot(" in src and "masec::requantize(" in src
+    assert "#pragma HLS DATAFLOW" in src and "#pragma HLS PIPELINE" in src and "#pragma HLS ARRAY_PARTITION" in src
+    # in.txt = the codes after dataflow.quantize; golden.txt = the last linear's int32 accumulators
+    seen = {}
+    y = Interpreter(hw)({"x": x}, observe=lambda op, ins, outs: seen.setdefault(op.name, outs[0]))["y"].numpy()
+    codes = np.loadtxt(out / "vectors" / "in.txt", dtype=np.int64)
+    assert np.array_equal(codes, seen["dataflow.quantize"].numpy().astype(np.int64))
+    gold = np.loadtxt(out / "vectors" / "golden.txt", dtype=np.int64)
+    assert gold.shape == (32, 4)
+    assert np.array_equal(gold.astype(np.float32) * np.asarray(hw.weights["w2.acc_scale"], np.float32), y)
+
+
+@needs_gxx
+def test_mlp_matches_the_interpreter_bit_for_bit(mlp, record_property):
+    t0 = time.perf_counter()
+    res = _emit.run(mlp[2])
+    dt = time.perf_counter() - t0
+    assert res["passed"] and res["mismatches"] == 0 and res["outputs"] == res["expected"] == 32 * 4, res
+    assert res["first_mismatch"] is None
+    record_property("csim_seconds", dt)
+    print(f"\nHLS MLP 16->8->4 C-simulation (g++ build + run): {dt:.2f} s, 128 of 128 outputs bit-exact")
+
+
+@needs_gxx
+def test_generated_code_is_clean_under_stricter_warnings(mlp):
+    out = mlp[2]
+    exe = _gxx.compile_cpp(out / "tb.cpp", out / "tb_strict", include_dirs=[out],
+                           extra_flags=(*_emit.CFLAGS, "-Wconversion", "-Wsign-conversion", "-Wpedantic", "-Wshadow"))
+    _gxx.run_exe(exe, [str(out / "vectors" / "in.txt"), str(out / "vectors" / "strict.txt")])
+    assert (out / "vectors" / "strict.txt").read_text() == (out / "vectors" / "golden.txt").read_text()
+
+
+@needs_gxx
+def test_zero_points_and_per_layer_bounds(tmp_path):
+    """Nonzero zero points on both sides of the hidden codes and a narrower clamp: still bit-exact."""
+    _, hw = _lowered(tmp_path)
+    text = hw.text()
+    text = text.replace("zp_in = 0 : i64", "zp_in = -5 : i64", 1)           # layer 1 input zero point
+    text = text.replace("zp_out = 0 : i64, lo = 0 : i64, hi = 127 : i64",  # layer 1 output
+                        "zp_out = 9 : i64, lo = -100 : i64, hi = 90 : i64", 1)
+    text = text.replace("zp_in = 0 : i64", "zp_in = 9 : i64", 1)            # layer 2 input
+    assert "zp_in = -5" in text and "zp_out = 9" in text and "zp_in = 9" in text
+    odd = Model.parse(text, hw.weights)
+    man = _emit.emit(odd, tmp_path / "out", inputs=_inputs(32, seed=5))
+    assert [(L["zp_in"], L["zp_out"]) for L in man["layers"]] == [(-5, 9), (9, 0)]
+    src = (tmp_path / "out" / "model.cpp").read_text()
+    assert "::of(-5)" in src and "L0_ZP_OUT = 9" in src and "L0_LO = -100, L0_HI = 90" in src
+    res = _emit.run(tmp_path / "out")
+    assert res["passed"] and res["outputs"] == 128, res
+
+
+@pytest.fixture(scope="module")
+def ties(tmp_path_factory):
+    """Layer 1 with M/2^S = 2^-7 exactly: ties are common, so half away differs from half to even."""
+    tmp = tmp_path_factory.mktemp("hls_ties")
+    _, hw = _lowered(tmp)
+    hw.weights["w1.m"] = np.full(8, 1 << 30, dtype=np.int64)
+    hw.weights["w1.s"] = np.full(8, 37, dtype=np.int64)
+    x = _inputs(256, seed=3)
+    seen = {}
+    Interpreter(hw)({"x": x}, observe=lambda op, ins, outs: seen.setdefault(op.name, ins[0]))
+    acc = (seen["dataflow.linear"].to(torch.int64) @ torch.as_tensor(hw.weights["w1.codes"]).to(torch.int64)
+           + torch.as_tensor(hw.weights["w1.bias_q"]).to(torch.int64))
+    even = requantize(acc, 1 << 30, 37, 0, 0, 127, mode="even")
+    away = requantize(acc, 1 << 30, 37, 0, 0, 127, mode="away")
+    assert int((even != away).sum()) > 0  # the inputs do exercise ties
+    out = tmp / "out"
+    _emit.emit(hw, out, inputs=x)
+    return out
+
+
+@needs_gxx
+def test_wrong_rounding_in_the_header_is_caught(ties):
+    """The output folder's header copied and edited so that MASEC_ROUNDING_HALF_AWAY makes
+    requantize's half-to-even round half away (as tests/test_hls_int.py's mutants do)."""
+    assert _emit.run(ties)["passed"]
+    header = ties / "masec_int.h"
+    text = header.read_text()
+    assert text.count(EVEN) == 1, "the mutated line moved; update EVEN"
+    header.write_text(text.replace(EVEN, "\n#ifdef MASEC_ROUNDING_HALF_AWAY\n" + AWAY + "\n#else\n" + EVEN + "\n#endif\n"))
+    try:
+        assert _emit.run(ties)["passed"]  # the edited header, without the define: still correct
+        broken = _emit.run(ties, defines={"MASEC_ROUNDING_HALF_AWAY": 1})
+    finally:
+        header.write_text(text)
+    assert not broken["passed"] and broken["mismatches"] > 0 and broken["first_mismatch"] is not None, broken
+    assert broken["outputs"] == broken["expected"] == 256 * 4
+    fm = broken["first_mismatch"]
+    assert fm["expected"] != fm["got"] and fm["vector"] == fm["index"] // 4
+
+
+@needs_gxx
+def test_wrong_rounding_macro_is_caught(ties):
+    """MASEC_ROUND, the emitted code's rounding mode, set to half away: mismatches too."""
+    broken = _emit.run(ties, defines={"MASEC_ROUND": "masec::Round::Away"})
+    assert not broken["passed"] and broken["mismatches"] > 0, broken
+
+
+def test_non_lowered_model_is_refused(tmp_path):
+    fake, _ = _lowered(tmp_path)
+    with pytest.raises(BackendError) as e:
+        _emit.emit(fake, tmp_path / "out")
+    assert str(e.value) == ("the HLS backend supports dataflow.linear chains; "
+                            "lower the model with lower-dataflow first, found quant.cast")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unsupported_op_after_the_chain_is_named(tmp_path):
+    _, hw = _lowered(tmp_path)
+    text = hw.text().replace(
+        "func.return %3 : tensor<?x4xf32>",
+        "%4 = graph.softmax %3 {axis = -1 : i64} : (tensor<?x4xf32>) -> tensor<?x4xf32>\n    func.return %4 : tensor<?x4xf32>")
+    bad = Model.parse(text, hw.weights)
+    with pytest.raises(BackendError, match=r"^the HLS backend supports dataflow.linear chains; "
+                                           r"lower the model with lower-dataflow first, found graph.softmax$"):
+        _emit.emit(bad, tmp_path / "out")
+
+
+def test_cli_compile_for_hls_then_csim(tmp_path):
+    """The user journey: masec compile --target hls, then masec sim --csim (exit 0, PASS)."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++")
+    from test_quantize import _calib, _model
+
+    _model(tmp_path)  # writes tmp_path/mlp.onnx
+    np.savez(tmp_path / "calib.npz", x=np.concatenate([b["x"] for b in _calib()]))
+    out = tmp_path / "out"
+    cli = [sys.executable, "-m", "mase_compiler.cli"]
+    res = subprocess.run([*cli, "compile", str(tmp_path / "mlp.onnx"), "-p",
+                          'calibrate{method=minmax},quantize{w="int8:channel" a=int8},lower-dataflow',
+                          "--target", "hls", "--calib", str(tmp_path / "calib.npz"), "-o", str(out)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    res = subprocess.run([*cli, "sim", str(out), "--csim"], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.startswith("PASS: 128 of 128 outputs"), res.stdout + res.stderr
