@@ -12,15 +12,13 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from mase_compiler.backends import BackendError
 from mase_compiler.backends.hls import _emit, _gxx
 from mase_compiler.interpreter import Interpreter
-from mase_compiler.model import Model
-from mase_compiler.numerics.requant import requantize
 
-from test_lower_dataflow import _lowered  # x -> fc1(16->8) + relu -> fc2(8->4), lowered to dataflow.linear
+# x -> fc1(16->8) + relu -> fc2(8->4), lowered to dataflow.linear, and its variants
+from _hw_models import _lowered, cli, cli_compile, inputs, with_softmax, with_ties, with_zero_points
 
 needs_gxx = pytest.mark.skipif(_gxx.find_gxx() is None, reason="g++ is not installed")
 
@@ -28,16 +26,12 @@ EVEN = "case Round::Even: up = half > 0 || (half == 0 && (q & 1) != 0); break;"
 AWAY = "case Round::Even: up = half > 0 || (half == 0 && x >= 0); break;"
 
 
-def _inputs(n: int, seed: int) -> torch.Tensor:
-    return torch.from_numpy(np.random.default_rng(seed).standard_normal((n, 16)).astype(np.float32)) * 2
-
-
 @pytest.fixture(scope="module")
 def mlp(tmp_path_factory):
     """The lowered MLP emitted with 32 random input vectors: (model, inputs, out folder, manifest)."""
     tmp = tmp_path_factory.mktemp("hls_mlp")
     _, hw = _lowered(tmp)
-    x = _inputs(32, seed=11)
+    x = inputs(32, seed=11)
     out = tmp / "out"
     return hw, x, out, _emit.emit(hw, out, inputs=x)
 
@@ -88,14 +82,8 @@ def test_generated_code_is_clean_under_stricter_warnings(mlp):
 def test_zero_points_and_per_layer_bounds(tmp_path):
     """Nonzero zero points on both sides of the hidden codes and a narrower clamp: still bit-exact."""
     _, hw = _lowered(tmp_path)
-    text = hw.text()
-    text = text.replace("zp_in = 0 : i64", "zp_in = -5 : i64", 1)           # layer 1 input zero point
-    text = text.replace("zp_out = 0 : i64, lo = 0 : i64, hi = 127 : i64",  # layer 1 output
-                        "zp_out = 9 : i64, lo = -100 : i64, hi = 90 : i64", 1)
-    text = text.replace("zp_in = 0 : i64", "zp_in = 9 : i64", 1)            # layer 2 input
-    assert "zp_in = -5" in text and "zp_out = 9" in text and "zp_in = 9" in text
-    odd = Model.parse(text, hw.weights)
-    man = _emit.emit(odd, tmp_path / "out", inputs=_inputs(32, seed=5))
+    odd = with_zero_points(hw)
+    man = _emit.emit(odd, tmp_path / "out", inputs=inputs(32, seed=5))
     assert [(L["zp_in"], L["zp_out"]) for L in man["layers"]] == [(-5, 9), (9, 0)]
     src = (tmp_path / "out" / "model.cpp").read_text()
     assert "::of(-5)" in src and "L0_ZP_OUT = 9" in src and "L0_LO = -100, L0_HI = 90" in src
@@ -108,16 +96,8 @@ def ties(tmp_path_factory):
     """Layer 1 with M/2^S = 2^-7 exactly: ties are common, so half away differs from half to even."""
     tmp = tmp_path_factory.mktemp("hls_ties")
     _, hw = _lowered(tmp)
-    hw.weights["w1.m"] = np.full(8, 1 << 30, dtype=np.int64)
-    hw.weights["w1.s"] = np.full(8, 37, dtype=np.int64)
-    x = _inputs(256, seed=3)
-    seen = {}
-    Interpreter(hw)({"x": x}, observe=lambda op, ins, outs: seen.setdefault(op.name, ins[0]))
-    acc = (seen["dataflow.linear"].to(torch.int64) @ torch.as_tensor(hw.weights["w1.codes"]).to(torch.int64)
-           + torch.as_tensor(hw.weights["w1.bias_q"]).to(torch.int64))
-    even = requantize(acc, 1 << 30, 37, 0, 0, 127, mode="even")
-    away = requantize(acc, 1 << 30, 37, 0, 0, 127, mode="away")
-    assert int((even != away).sum()) > 0  # the inputs do exercise ties
+    x = inputs(256, seed=3)
+    hw = with_ties(hw, x)
     out = tmp / "out"
     _emit.emit(hw, out, inputs=x)
     return out
@@ -161,10 +141,7 @@ def test_non_lowered_model_is_refused(tmp_path):
 
 def test_unsupported_op_after_the_chain_is_named(tmp_path):
     _, hw = _lowered(tmp_path)
-    text = hw.text().replace(
-        "func.return %3 : tensor<?x4xf32>",
-        "%4 = graph.softmax %3 {axis = -1 : i64} : (tensor<?x4xf32>) -> tensor<?x4xf32>\n    func.return %4 : tensor<?x4xf32>")
-    bad = Model.parse(text, hw.weights)
+    bad = with_softmax(hw)
     with pytest.raises(BackendError, match=r"^the HLS backend supports dataflow.linear chains; "
                                            r"lower the model with lower-dataflow first, found graph.softmax$"):
         _emit.emit(bad, tmp_path / "out")
@@ -173,21 +150,10 @@ def test_unsupported_op_after_the_chain_is_named(tmp_path):
 def test_cli_compile_for_hls_then_csim(tmp_path):
     """The user journey: masec compile --target hls, then masec sim --csim (exit 0, PASS)."""
     import shutil
-    import subprocess
-    import sys
 
     if shutil.which("g++") is None:
         pytest.skip("needs g++")
-    from test_quantize import _calib, _model
-
-    _model(tmp_path)  # writes tmp_path/mlp.onnx
-    np.savez(tmp_path / "calib.npz", x=np.concatenate([b["x"] for b in _calib()]))
-    out = tmp_path / "out"
-    cli = [sys.executable, "-m", "mase_compiler.cli"]
-    res = subprocess.run([*cli, "compile", str(tmp_path / "mlp.onnx"), "-p",
-                          'calibrate{method=minmax},quantize{w="int8:channel" a=int8},lower-dataflow',
-                          "--target", "hls", "--calib", str(tmp_path / "calib.npz"), "-o", str(out)],
-                         capture_output=True, text=True)
+    res, out = cli_compile(tmp_path, "hls")
     assert res.returncode == 0, res.stderr
-    res = subprocess.run([*cli, "sim", str(out), "--csim"], capture_output=True, text=True)
+    res = cli("sim", str(out), "--csim")
     assert res.returncode == 0 and res.stdout.startswith("PASS: 128 of 128 outputs"), res.stdout + res.stderr

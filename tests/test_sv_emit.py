@@ -9,26 +9,18 @@ is missing.  Cycles per inference are printed (``pytest -s``) and recorded as pr
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
-import torch
 
-from mase_compiler.backends import BackendError, sv
+from mase_compiler.backends import BackendError
 from mase_compiler.backends.sv import _emit, _verilator
 from mase_compiler.interpreter import Interpreter
-from mase_compiler.model import Model
-from mase_compiler.numerics.requant import requantize
 
-from test_lower_dataflow import _lowered  # x -> fc1(16->8) + relu -> fc2(8->4), lowered to dataflow.linear
-
+# x -> fc1(16->8) + relu -> fc2(8->4), lowered to dataflow.linear, and its variants
+from _hw_models import _lowered, cli, cli_compile, inputs, with_softmax, with_ties, with_zero_points
 
 _MISSING = _verilator.missing_toolchain()
 needs_verilator = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
-
-
-def _inputs(n: int, seed: int) -> torch.Tensor:
-    return torch.from_numpy(np.random.default_rng(seed).standard_normal((n, 16)).astype(np.float32)) * 2
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +28,7 @@ def mlp(tmp_path_factory):
     """The lowered MLP emitted with 32 random input vectors: (model, inputs, out folder, manifest)."""
     tmp = tmp_path_factory.mktemp("sv_mlp")
     _, hw = _lowered(tmp)
-    x = _inputs(32, seed=11)
+    x = inputs(32, seed=11)
     out = tmp / "out"
     return hw, x, out, _emit.emit(hw, out, inputs=x)
 
@@ -80,14 +72,8 @@ def test_mlp_matches_the_interpreter_bit_for_bit(mlp, stall, record_property):
 def test_zero_points_and_per_layer_bounds(tmp_path):
     """Nonzero zero points on both sides of the hidden codes and a narrower clamp: still bit-exact."""
     _, hw = _lowered(tmp_path)
-    text = hw.text()
-    text = text.replace("zp_in = 0 : i64", "zp_in = -5 : i64", 1)           # layer 1 input zero point
-    text = text.replace("zp_out = 0 : i64, lo = 0 : i64, hi = 127 : i64",  # layer 1 output
-                        "zp_out = 9 : i64, lo = -100 : i64, hi = 90 : i64", 1)
-    text = text.replace("zp_in = 0 : i64", "zp_in = 9 : i64", 1)            # layer 2 input
-    assert "zp_in = -5" in text and "zp_out = 9" in text and "zp_in = 9" in text
-    odd = Model.parse(text, hw.weights)
-    _emit.emit(odd, tmp_path / "out", inputs=_inputs(32, seed=5))
+    odd = with_zero_points(hw)
+    _emit.emit(odd, tmp_path / "out", inputs=inputs(32, seed=5))
     res = _emit.run(tmp_path / "out", stall_pct=20)
     assert res["passed"], res
 
@@ -96,16 +82,8 @@ def test_zero_points_and_per_layer_bounds(tmp_path):
 def test_wrong_rounding_is_caught(tmp_path):
     """Layer 1 with M/2^S = 2^-7 exactly: ties are common, so a half-up requantizer differs from half-to-even."""
     _, hw = _lowered(tmp_path)
-    hw.weights["w1.m"] = np.full(8, 1 << 30, dtype=np.int64)
-    hw.weights["w1.s"] = np.full(8, 37, dtype=np.int64)
-    x = _inputs(256, seed=3)
-    seen = {}
-    Interpreter(hw)({"x": x}, observe=lambda op, ins, outs: seen.setdefault(op.name, ins[0]))
-    acc = (seen["dataflow.linear"].to(torch.int64) @ torch.as_tensor(hw.weights["w1.codes"]).to(torch.int64)
-           + torch.as_tensor(hw.weights["w1.bias_q"]).to(torch.int64))
-    even = requantize(acc, 1 << 30, 37, 0, 0, 127, mode="even")
-    half_up = requantize(acc, 1 << 30, 37, 0, 0, 127, mode="away")  # = half up once relu clamps negatives to 0
-    assert int((even != half_up).sum()) > 0  # the inputs do exercise ties
+    x = inputs(256, seed=3)
+    hw = with_ties(hw, x)
     _emit.emit(hw, tmp_path / "out", inputs=x)
     assert _emit.run(tmp_path / "out")["passed"]
     broken = _emit.run(tmp_path / "out", defines={"MASEC_ROUNDING_HALF_UP": 1})
@@ -122,10 +100,7 @@ def test_non_lowered_model_is_refused(tmp_path):
 
 def test_unsupported_op_after_the_chain_is_named(tmp_path):
     _, hw = _lowered(tmp_path)
-    text = hw.text().replace(
-        "func.return %3 : tensor<?x4xf32>",
-        "%4 = graph.softmax %3 {axis = -1 : i64} : (tensor<?x4xf32>) -> tensor<?x4xf32>\n    func.return %4 : tensor<?x4xf32>")
-    bad = Model.parse(text, hw.weights)
+    bad = with_softmax(hw)
     with pytest.raises(BackendError, match=r"^the SV backend supports dataflow.linear chains; "
                                            r"lower the model with lower-dataflow first, found graph.softmax$"):
         _emit.emit(bad, tmp_path / "out")
@@ -134,22 +109,10 @@ def test_unsupported_op_after_the_chain_is_named(tmp_path):
 @needs_verilator
 def test_cli_compile_for_sv_then_sim(tmp_path):
     """The user journey: masec compile --target sv, then masec sim (exit 0, PASS); verify points to sim."""
-    import subprocess
-    import sys
-
-    from test_quantize import _calib, _model
-
-    _model(tmp_path)  # writes tmp_path/mlp.onnx
-    np.savez(tmp_path / "calib.npz", x=np.concatenate([b["x"] for b in _calib()]))
-    out = tmp_path / "out"
-    cli = [sys.executable, "-m", "mase_compiler.cli"]
-    res = subprocess.run([*cli, "compile", str(tmp_path / "mlp.onnx"), "-p",
-                          'calibrate{method=minmax},quantize{w="int8:channel" a=int8},lower-dataflow',
-                          "--target", "sv", "--calib", str(tmp_path / "calib.npz"), "-o", str(out)],
-                         capture_output=True, text=True)
+    res, out = cli_compile(tmp_path, "sv")
     assert res.returncode == 0, res.stderr
     assert (out / "top.sv").exists() and "masec sim" in res.stdout
-    res = subprocess.run([*cli, "sim", str(out)], capture_output=True, text=True)
+    res = cli("sim", str(out))
     assert res.returncode == 0 and res.stdout.startswith("PASS: 128 of 128 outputs"), res.stdout + res.stderr
-    res = subprocess.run([*cli, "verify", str(out), "--min-cosine", "0.9"], capture_output=True, text=True)
+    res = cli("verify", str(out), "--min-cosine", "0.9")
     assert res.returncode == 2 and "masec sim" in res.stderr

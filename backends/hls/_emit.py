@@ -92,8 +92,6 @@ def emit(model, out, inputs: torch.Tensor | None = None, n_vectors: int = 32, se
     ``inputs``: float inputs of the model (batch x features); without them ``n_vectors`` random
     normal vectors (scaled by 2, ``seed``).  Returns the manifest (also ``out/manifest.json``).
     """
-    from mase_compiler.interpreter import Interpreter
-
     sv = _sv()
     quant, lins, _ = _chain(model)
     out = Path(out)
@@ -154,24 +152,8 @@ def emit(model, out, inputs: torch.Tensor | None = None, n_vectors: int = 32, se
         params.append(p)
         in_w, in_signed = out_w, out_signed
 
-    # Golden vectors from the interpreter (its dataflow kernels are the hardware-exact ones).
     k0 = layers[0]["k"]
-    if inputs is None:
-        gen = torch.Generator().manual_seed(seed)
-        inputs = torch.randn((n_vectors, k0), generator=gen) * 2
-    inputs = torch.as_tensor(inputs, dtype=torch.float32).reshape(-1, k0)
-    seen: dict[str, torch.Tensor] = {}
-    last = lins[-1]
-
-    def observe(op, ins, outs):
-        if op is quant:
-            seen["in"] = outs[0]
-        elif op is last:
-            seen["out"] = outs[0]
-
-    Interpreter(model)({model.input_names[0]: inputs}, observe=observe)
-    x_q = seen["in"].to(torch.int64).reshape(-1, k0)
-    y = seen["out"].to(torch.int64).reshape(x_q.shape[0], -1)
+    x_q, y = sv.golden_vectors(model, quant, lins[-1], k0, inputs, n_vectors, seed)
     (out / "vectors" / "in.txt").write_text("".join(" ".join(map(str, r)) + "\n" for r in x_q.tolist()))
     (out / "vectors" / "golden.txt").write_text("".join(" ".join(map(str, r)) + "\n" for r in y.tolist()))
 

@@ -124,6 +124,30 @@ def _lanes(k: int, want: int) -> int:
 # --------------------------------------------------------------------------- emit
 
 
+def golden_vectors(model, quant, last, k0: int, inputs: torch.Tensor | None, n_vectors: int,
+                   seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hardware input codes (after ``dataflow.quantize``) and golden outputs (the last ``dataflow.linear``)
+    from the interpreter, whose dataflow kernels are the hardware-exact ones; ``inputs`` default to
+    ``n_vectors`` random normal vectors times 2 (``seed``).  Shared with the HLS emitter."""
+    from mase_compiler.interpreter import Interpreter
+
+    if inputs is None:
+        gen = torch.Generator().manual_seed(seed)
+        inputs = torch.randn((n_vectors, k0), generator=gen) * 2
+    inputs = torch.as_tensor(inputs, dtype=torch.float32).reshape(-1, k0)
+    seen: dict[str, torch.Tensor] = {}
+
+    def observe(op, ins, outs):
+        if op is quant:
+            seen["in"] = outs[0]
+        elif op is last:
+            seen["out"] = outs[0]
+
+    Interpreter(model)({model.input_names[0]: inputs}, observe=observe)
+    x_q = seen["in"].to(torch.int64).reshape(-1, k0)
+    return x_q, seen["out"].to(torch.int64).reshape(x_q.shape[0], -1)
+
+
 def emit(model, out, inputs: torch.Tensor | None = None, n_vectors: int = 32, seed: int = 0, lanes: int = 4) -> dict:
     """Write the SV design, memories, testbench and golden vectors for ``model`` into ``out``.
 
@@ -132,8 +156,6 @@ def emit(model, out, inputs: torch.Tensor | None = None, n_vectors: int = 32, se
     (the largest divisor of its K up to ``lanes``; later layers take one code per beat).
     Returns the manifest (also written to ``out/manifest.json``).
     """
-    from mase_compiler.interpreter import Interpreter
-
     quant, lins, _ = _chain(model)
     out = Path(out)
     (out / "vectors").mkdir(parents=True, exist_ok=True)
@@ -179,24 +201,7 @@ def emit(model, out, inputs: torch.Tensor | None = None, n_vectors: int = 32, se
             raise BackendError(f"{SUPPORTED}; layer {i} takes {k} inputs but layer {i - 1} gives {layers[i - 1]['n']}")
         in_w, in_signed = out_w, _signed_codes(lo, hi, out_w)
 
-    # Golden vectors from the interpreter (its dataflow kernels are the hardware-exact ones).
-    k0 = layers[0]["k"]
-    if inputs is None:
-        gen = torch.Generator().manual_seed(seed)
-        inputs = torch.randn((n_vectors, k0), generator=gen) * 2
-    inputs = torch.as_tensor(inputs, dtype=torch.float32).reshape(-1, k0)
-    seen: dict[str, torch.Tensor] = {}
-    last = lins[-1]
-
-    def observe(op, ins, outs):
-        if op is quant:
-            seen["in"] = outs[0]
-        elif op is last:
-            seen["out"] = outs[0]
-
-    Interpreter(model)({model.input_names[0]: inputs}, observe=observe)
-    x_q = seen["in"].to(torch.int64).reshape(-1, k0)
-    y = seen["out"].to(torch.int64).reshape(x_q.shape[0], -1)
+    x_q, y = golden_vectors(model, quant, lins[-1], layers[0]["k"], inputs, n_vectors, seed)
     l0 = layers[0]
     beats = x_q.reshape(-1, l0["lanes"]).tolist()
     mask = (1 << l0["in_w"]) - 1
