@@ -130,25 +130,20 @@ def _rms_norm(b: Builder, op: Operation, ins: list[str]) -> list[str]:
     return [b.node1("Mul", [b.node1("Mul", [x, inv]), scale])]
 
 
-@exporter("graph.softmax")
-def _softmax(b: Builder, op: Operation, ins: list[str]) -> list[str]:
-    return [b.node1("Softmax", ins, axis=p_int(op, "axis"))]
+def _axis_op(onnx_type: str) -> Exporter:
+    return lambda b, op, ins: [b.node1(onnx_type, ins, axis=p_int(op, "axis"))]
 
 
-@exporter("graph.log_softmax")
-def _log_softmax(b: Builder, op: Operation, ins: list[str]) -> list[str]:
-    return [b.node1("LogSoftmax", ins, axis=p_int(op, "axis"))]
+# Ops whose only property is ONNX's ``axis`` attribute.
+for _name, _type in {"softmax": "Softmax", "log_softmax": "LogSoftmax", "flatten": "Flatten", "concat": "Concat",
+                     "gather": "Gather", "gather_elements": "GatherElements"}.items():
+    EXPORTERS[f"graph.{_name}"] = _axis_op(_type)
 
 
 @exporter("graph.cumsum")
 def _cumsum(b: Builder, op: Operation, ins: list[str]) -> list[str]:
     return [b.node1("CumSum", [ins[0], b.i64(p_int(op, "axis"))], exclusive=p_int(op, "exclusive", 0),
                     reverse=p_int(op, "reverse", 0))]
-
-
-@exporter("graph.flatten")
-def _flatten(b: Builder, op: Operation, ins: list[str]) -> list[str]:
-    return [b.node1("Flatten", ins, axis=p_int(op, "axis"))]
 
 
 @exporter("graph.reduce_sum", "graph.reduce_mean", "graph.reduce_max", "graph.reduce_min", "graph.reduce_prod")
@@ -187,11 +182,6 @@ def _unsqueeze(b: Builder, op: Operation, ins: list[str]) -> list[str]:
     return [b.node1("Unsqueeze", [ins[0], b.i64(p_ints(op, "axes"))])]
 
 
-@exporter("graph.concat")
-def _concat(b: Builder, op: Operation, ins: list[str]) -> list[str]:
-    return [b.node1("Concat", ins, axis=p_int(op, "axis"))]
-
-
 @exporter("graph.split")
 def _split(b: Builder, op: Operation, ins: list[str]) -> list[str]:
     sizes = p_ints(op, "sizes")
@@ -201,16 +191,6 @@ def _split(b: Builder, op: Operation, ins: list[str]) -> list[str]:
 @exporter("graph.slice")
 def _slice(b: Builder, op: Operation, ins: list[str]) -> list[str]:
     return [b.node1("Slice", ins)]
-
-
-@exporter("graph.gather")
-def _gather(b: Builder, op: Operation, ins: list[str]) -> list[str]:
-    return [b.node1("Gather", ins, axis=p_int(op, "axis"))]
-
-
-@exporter("graph.gather_elements")
-def _gather_elements(b: Builder, op: Operation, ins: list[str]) -> list[str]:
-    return [b.node1("GatherElements", ins, axis=p_int(op, "axis"))]
 
 
 @exporter("graph.gather_nd")
