@@ -14,7 +14,20 @@ named by properties::
           : (tensor<?x8xi8>) -> tensor<?x4xi32>             (no multiplier: the int32 accumulator)
     %y = dataflow.dequantize %acc {scale = "w2.acc_scale", zero_point = 0 : i64} : (tensor<?x4xi32>) -> tensor<?x4xf32>
 
-Parallelism (lanes, folding) and FIFO depths are attributes a later pass adds (docs/hardware.md).
+Beyond the linear layer (a whole transformer or CNN block on integer hardware), each op is the
+integer arithmetic of one function of :mod:`mase_compiler.numerics.intops`:
+
+    dataflow.requant      codes on one grid to another (per channel along the last axis)
+    dataflow.add          two integer streams on different grids, one rounding (residual connections)
+    dataflow.lut          an elementwise function tabulated on every input code (GELU, sigmoid, ...)
+    dataflow.gather       data movement within one item by an index table (transpose, head split, im2col)
+    dataflow.matmul       two activations (attention scores, attention x values), optionally requantized
+    dataflow.softmax      integer softmax along the last axis (2^x table, one reciprocal per row)
+    dataflow.layer_norm   integer layer norm along the last axis (isqrt, one reciprocal per row)
+
+The leading axis of every tensor is the batch: the hardware computes one item at a time, and index
+tables and row lengths are per item.  Parallelism (``lanes`` on linear/matmul) is an attribute;
+FIFO depths are chosen by the emitters from the graph (docs/hardware.md).
 """
 
 from __future__ import annotations
@@ -98,6 +111,138 @@ class DequantizeOp(GraphOp):
     traits = traits_def(Pure())
 
 
-Dataflow = Dialect("dataflow", [QuantizeOp, LinearOp, DequantizeOp], [])
+class _Bounded(_IntKernel):
+    def verify_(self) -> None:
+        self._int_result()
+        self._bounds()
 
-__all__ = ["Dataflow", "DequantizeOp", "LinearOp", "QuantizeOp"]
+
+@irdl_op_definition
+class RequantOp(_Bounded):
+    """``clamp(round((q - zp_in) * M / 2^S) + zp_out, lo, hi)``; ``multiplier``/``shift`` weights (scalar or per channel)."""
+
+    name = "dataflow.requant"
+    input = operand_def(TensorLike)
+    result = result_def(TensorLike)
+    multiplier = prop_def(StringAttr)
+    shift = prop_def(StringAttr)
+    zp_in = prop_def(IntegerAttr)
+    zp_out = prop_def(IntegerAttr)
+    lo = prop_def(IntegerAttr)
+    hi = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+
+
+@irdl_op_definition
+class AddOp(_Bounded):
+    """``clamp(round(((a - zp_a) Ma + (b - zp_b) Mb) / 2^shift) + zp_out, lo, hi)``, signed multipliers
+    ``mult_a``/``mult_b`` (weights, scalar or per channel) with one shift."""
+
+    name = "dataflow.add"
+    lhs = operand_def(TensorLike)
+    rhs = operand_def(TensorLike)
+    result = result_def(TensorLike)
+    mult_a = prop_def(StringAttr)
+    mult_b = prop_def(StringAttr)
+    shift = prop_def(IntegerAttr)
+    zp_a = prop_def(IntegerAttr)
+    zp_b = prop_def(IntegerAttr)
+    zp_out = prop_def(IntegerAttr)
+    lo = prop_def(IntegerAttr)
+    hi = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+
+
+@irdl_op_definition
+class LutOp(_Bounded):
+    """``table[q - lo_in]``: the table (a weight) holds the output code of every input code."""
+
+    name = "dataflow.lut"
+    input = operand_def(TensorLike)
+    result = result_def(TensorLike)
+    table = prop_def(StringAttr)
+    lo_in = prop_def(IntegerAttr)
+    lo = prop_def(IntegerAttr)
+    hi = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+
+
+@irdl_op_definition
+class GatherOp(_IntKernel):
+    """Per item: ``out.flat[i] = in.flat[index[i]]``, ``pad`` where the index is negative."""
+
+    name = "dataflow.gather"
+    input = operand_def(TensorLike)
+    result = result_def(TensorLike)
+    index = prop_def(StringAttr)
+    pad = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        self._int_result()
+
+
+@irdl_op_definition
+class MatmulOp(_Bounded):
+    """``acc = (a - zp_a) @ (b - zp_b)``; with ``multiplier``/``shift`` (integers) requantized like
+    ``dataflow.linear``, without them the accumulator clamped to ``[lo, hi]``."""
+
+    name = "dataflow.matmul"
+    lhs = operand_def(TensorLike)
+    rhs = operand_def(TensorLike)
+    result = result_def(TensorLike)
+    zp_a = prop_def(IntegerAttr)
+    zp_b = prop_def(IntegerAttr)
+    multiplier = opt_prop_def(IntegerAttr)
+    shift = opt_prop_def(IntegerAttr)
+    zp_out = prop_def(IntegerAttr)
+    lo = prop_def(IntegerAttr)
+    hi = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+
+
+@irdl_op_definition
+class SoftmaxOp(_Bounded):
+    """Integer softmax along the last axis (:func:`mase_compiler.numerics.intops.softmax`)."""
+
+    name = "dataflow.softmax"
+    input = operand_def(TensorLike)
+    result = result_def(TensorLike)
+    multiplier = prop_def(IntegerAttr)
+    shift = prop_def(IntegerAttr)
+    frac_bits = prop_def(IntegerAttr)
+    numerator = prop_def(IntegerAttr)
+    recip_bits = prop_def(IntegerAttr)
+    zp_out = prop_def(IntegerAttr)
+    lo = prop_def(IntegerAttr)
+    hi = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+
+
+@irdl_op_definition
+class LayerNormOp(_Bounded):
+    """Integer layer norm along the last axis (:func:`mase_compiler.numerics.intops.layer_norm`):
+    ``gamma`` integer codes and ``beta`` at the scale ``s_gamma 2^-frac_bits`` are weights."""
+
+    name = "dataflow.layer_norm"
+    input = operand_def(TensorLike)
+    result = result_def(TensorLike)
+    gamma = prop_def(StringAttr)
+    beta = prop_def(StringAttr)
+    eps = prop_def(IntegerAttr)
+    zp_in = prop_def(IntegerAttr)
+    multiplier = prop_def(IntegerAttr)
+    shift = prop_def(IntegerAttr)
+    recip_bits = prop_def(IntegerAttr)
+    frac_bits = prop_def(IntegerAttr)
+    zp_out = prop_def(IntegerAttr)
+    lo = prop_def(IntegerAttr)
+    hi = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+
+
+Dataflow = Dialect("dataflow", [QuantizeOp, LinearOp, DequantizeOp, RequantOp, AddOp, LutOp, GatherOp, MatmulOp,
+                                SoftmaxOp, LayerNormOp], [])
+
+__all__ = ["AddOp", "Dataflow", "DequantizeOp", "GatherOp", "LayerNormOp", "LinearOp", "LutOp", "MatmulOp",
+           "QuantizeOp", "RequantOp", "SoftmaxOp"]

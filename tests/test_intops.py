@@ -82,7 +82,7 @@ def test_rescale_gather_lut_and_isqrt():
     x = torch.arange(12).reshape(3, 4) + 100
     idx = torch.tensor([3, -1, 0, 11])
     assert intops.gather(x, idx, -7).tolist() == [103, -7, 100, 111]
-    v = torch.tensor([0, 1, 3, 4, 99, 2**40 + 5, 2**52 - 1, 2**62 + 12345])
+    v = torch.tensor([0, 1, 3, 4, 99, 2**40 + 5, 2**52 - 1, 2**62 + 12345, 2**63 - 1, 3037000499**2 - 1])
     assert intops.isqrt(v).tolist() == [math.isqrt(int(x)) for x in v]
     a, b = torch.randint(-128, 128, (2, 3, 5)), torch.randint(0, 256, (2, 5, 4))
     assert torch.equal(intops.matmul(a, 1, b, 128), (a - 1) @ (b - 128))

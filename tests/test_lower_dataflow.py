@@ -27,6 +27,14 @@ def _lowered(tmp_path):
     return fake, hw
 
 
+def _hidden_scale(fake) -> float:
+    """The scale of fc2's activation cast in the fake-quant IR: the grid of the hidden codes."""
+    fc2 = next(op for op in fake.main.body.ops if isinstance(op, g.MatmulOp) and g.node_name(op) == "fc2")
+    from mase_compiler.interpreter.kernels import dense_to_tensor
+
+    return float(dense_to_tensor(fc2.operands[0].owner.params[0].owner.properties["value"]))
+
+
 def _inputs(n: int = 256) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(7).standard_normal((n, 16)).astype(np.float32)) * 2
 
@@ -42,11 +50,12 @@ def test_mlp_lowers_to_integer_kernels_only(tmp_path):
 
 def test_kernels_compute_the_integer_arithmetic(tmp_path):
     """Layer 1 by hand with exact rationals: codes, int32 bias at the accumulator scale, (M, S) requantization."""
-    _, hw = _lowered(tmp_path)
+    fake, hw = _lowered(tmp_path)
     x = _inputs(32)
     seen = {}
     Interpreter(hw)({"x": x}, observe=lambda op, ins, outs: seen.setdefault(op.name, outs[0]))
-    s_x = float(hw.weights["w1.in_scale"])
+    quant = next(op for op in hw.main.body.ops if isinstance(op, df.QuantizeOp))
+    s_x = float(hw.weights[quant.scale.data])
     x_q = torch.round(x / s_x).clamp(-127, 127).to(torch.int64)
     assert torch.equal(seen["dataflow.quantize"].to(torch.int64), x_q)
     s_w = np.abs(W1).max(axis=0) / 127
@@ -55,7 +64,7 @@ def test_kernels_compute_the_integer_arithmetic(tmp_path):
     b_q = np.round(B1.astype(np.float64) / acc_scale).astype(np.int64)
     acc = x_q.numpy() @ w_q + b_q
     m, s = hw.weights["w1.m"], hw.weights["w1.s"]
-    s_y = float(hw.weights["w1.out_scale"])
+    s_y = _hidden_scale(fake)
     for c in range(8):
         assert abs(Fraction(int(m[c]), 2 ** int(s[c])) - Fraction(s_x * float(s_w[c]) / s_y)) < Fraction(1, 2**30)
     want = np.array([[min(max(round(Fraction(int(a) * int(m[c]), 2 ** int(s[c]))), 0), 127) for c, a in enumerate(row)]
@@ -78,7 +87,7 @@ def test_hardware_exact_mode_stays_within_a_code_of_fake_quantization(tmp_path):
 
     y_fake = Interpreter(fake)({"x": x}, observe=fake_obs)["y"]
     y_hw = Interpreter(hw)({"x": x}, observe=hw_obs)["y"]
-    s_y = float(hw.weights["w1.out_scale"])
+    s_y = _hidden_scale(fake)
     codes_fake = torch.round(hidden["fake"] / s_y).to(torch.int64)
     diff = (codes_fake - hidden["hw"].to(torch.int64)).abs()
     assert int(diff.max()) <= 1 and float((diff > 0).to(torch.float64).mean()) < 0.02
@@ -87,12 +96,15 @@ def test_hardware_exact_mode_stays_within_a_code_of_fake_quantization(tmp_path):
     torch.testing.assert_close(y_hw[same_rows], y_fake[same_rows], rtol=1e-5, atol=1e-5)
 
 
-def test_layers_that_do_not_match_are_left_alone(tmp_path):
+def test_formats_without_integer_hardware_are_refused_by_name(tmp_path):
+    import pytest
+
+    from mase_compiler.pipeline import PipelineError
+
     model = _model(tmp_path)
     opt(model, "quantize{default=mxint8}")
-    before = model.text()
-    opt(model, "lower-dataflow")
-    assert model.text() == before
+    with pytest.raises(PipelineError, match=r"lower-dataflow supports static per-tensor integer activations.*mxint8"):
+        opt(model, "lower-dataflow")
 
 
 def test_float_backends_refuse_dataflow_ops_with_a_hint(tmp_path):

@@ -9,6 +9,8 @@ is missing.  Cycles per inference are printed (``pytest -s``) and recorded as pr
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -37,16 +39,15 @@ def test_emission_is_self_contained_and_golden_is_the_interpreter(mlp):
     hw, x, out, man = mlp
     listed = (out / "files.f").read_text().split()
     assert listed[-1] == "tb_top.sv" and "top.sv" in listed and "masec_linear.sv" in listed
-    assert all((out / f).is_file() for f in listed)
-    for layer in man["layers"]:
-        assert all((out / f).is_file() for f in layer["files"].values())
-    assert [(L["k"], L["n"], L["requant"]) for L in man["layers"]] == [(16, 8, True), (8, 4, False)]
+    assert all((out / f).is_file() for f in listed) and (out / "Makefile").is_file()
+    assert [(n["kind"], n["shape_in"], n["shape_out"]) for n in man["nodes"]] == [("linear", [16], [8]), ("linear", [8], [4])]
+    assert len(list(out.glob("linear_*_w.mem"))) == 2
     # golden.mem = the last linear's int32 accumulators; dequantized they are the interpreter's y
     gold = np.array([int(v, 16) for v in (out / "vectors" / "golden.mem").read_text().split()], dtype=np.int64)
     gold = np.where(gold >= 2**31, gold - 2**32, gold).reshape(32, 4)
     y = Interpreter(hw)({"x": x})["y"].numpy()
     assert np.array_equal(gold.astype(np.float32) * np.asarray(hw.weights["w2.acc_scale"], np.float32), y)
-    assert len((out / "vectors" / "in.mem").read_text().split()) == man["in_beats"] == 32 * 16 // man["layers"][0]["lanes"]
+    assert len((out / "vectors" / "in.mem").read_text().split()) == man["in_beats"] == 32 * 16  # one code per beat
 
 
 @needs_verilator
@@ -64,8 +65,8 @@ def test_mlp_matches_the_interpreter_bit_for_bit(mlp, stall, record_property):
     record_property("cycles_per_inference", res["cycles"])
     record_property("latency_cycles", res["latency"])
     print(f"\nSV MLP 16->8->4, stall {stall}%: {res['cycles']:.1f} cycles/inference, latency {res['latency']} cycles")
-    if stall == 0:
-        assert 32 <= res["cycles"] <= 40  # 8 channels x 4 beats in layer 1, 4 x 8 in layer 2 (ping-pong buffers)
+    if stall == 0:  # one input code per cycle: 16 cycles per inference at best; the cycle model says the bottleneck
+        assert 16 <= res["cycles"] <= 1.5 * mlp[3]["bottleneck_cycles"] + 8
 
 
 @needs_verilator
@@ -94,14 +95,14 @@ def test_non_lowered_model_is_refused(tmp_path):
     fake, _ = _lowered(tmp_path)
     with pytest.raises(BackendError) as e:
         _emit.emit(fake, tmp_path / "out")
-    assert str(e.value) == ("the SV backend supports dataflow.linear chains; "
+    assert str(e.value) == ("the hardware backends take integer dataflow kernels only; "
                             "lower the model with lower-dataflow first, found quant.cast")
 
 
 def test_unsupported_op_after_the_chain_is_named(tmp_path):
     _, hw = _lowered(tmp_path)
     bad = with_softmax(hw)
-    with pytest.raises(BackendError, match=r"^the SV backend supports dataflow.linear chains; "
+    with pytest.raises(BackendError, match=r"^the hardware backends take integer dataflow kernels only; "
                                            r"lower the model with lower-dataflow first, found graph.softmax$"):
         _emit.emit(bad, tmp_path / "out")
 
@@ -113,6 +114,6 @@ def test_cli_compile_for_sv_then_sim(tmp_path):
     assert res.returncode == 0, res.stderr
     assert (out / "top.sv").exists() and "masec sim" in res.stdout
     res = cli("sim", str(out))
-    assert res.returncode == 0 and res.stdout.startswith("PASS: 128 of 128 outputs"), res.stdout + res.stderr
+    assert res.returncode == 0 and re.match(r"PASS: (\d+) of \1 outputs", res.stdout), res.stdout + res.stderr
     res = cli("verify", str(out), "--min-cosine", "0.9")
     assert res.returncode == 2 and "masec sim" in res.stderr

