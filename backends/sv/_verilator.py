@@ -134,6 +134,9 @@ def build(
         "--binary", "--timing", "-j", "1", "--build-jobs", "1",
         "-Wno-fatal", "-Wno-lint", "-Wno-style",
         "-CFLAGS", "-std=c++20", "-MAKEFLAGS", "OPT_FAST=-O1", "-MAKEFLAGS", "OPT_SLOW=-O0",
+        # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs big enough for a
+        # precompiled header pass it to g++ as an input file ("linker input file not found").
+        "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include",
         "-y", str(COMPONENTS_DIR), "--Mdir", str(workdir / "obj"), "--top-module", top, "-o", top,
         *[f"+define+{k}={val}" for k, val in (defines or {}).items()],
         *_param_args(params), *map(str, files),
