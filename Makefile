@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench examples hw-demo clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "masec needs Python 3.11 (torch-mlir ships cp311 wheels only), not " + sys.version.split()[0] + "; run: make PYTHON=/path/to/python3.11")'
@@ -21,6 +21,15 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The hardware examples (MLP, CNN block, transformer encoder layer) in examples/generated/hw/, and the
+# hardware journey on the encoder: integer lowering, SystemVerilog, Verilator co-simulation.
+examples: setup
+	$(BIN)/python -m mase_compiler.hw_examples
+
+hw-demo: examples
+	$(BIN)/masec compile examples/generated/hw/encoder --target sv -o out/encoder-sv
+	$(BIN)/masec sim out/encoder-sv
 
 bench: setup
 	$(BIN)/python bench/numerics.py

@@ -162,7 +162,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     warnings.showwarning = warn
     result = compile(
-        args.model, args.pipeline, args.target, args.output, calib=args.calib, tokenizer=args.tokenizer,
+        args.model, args.pipeline or ("hw-int8" if args.target in ("sv", "hls") else "w8a8"), args.target, args.output,
+        calib=args.calib, tokenizer=args.tokenizer,
         max_samples=args.max_samples, batch_size=args.batch_size, seq_len=args.seq_len, progress=not args.json and sys.stderr.isatty(),
         print_ir_after_all=show_ir if args.print_ir_after_all else None,
     )
@@ -330,8 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("compile", help="quantize MODEL with a pipeline and emit a runnable model (PyTorch or ONNX)")
-    c.add_argument("model", help=".onnx, .mlir or file.py:factory")
-    c.add_argument("-p", "--pipeline", required=True, help="pipeline or preset, e.g. w8a8, fp8, mxfp4, 'calibrate,quantize{w=int8:channel a=int8}'")
+    c.add_argument("model", help=".onnx, .mlir, file.py:factory, or a folder with model.onnx (and calib.npz)")
+    c.add_argument("-p", "--pipeline", help="pipeline or preset, e.g. w8a8, fp8, mxfp4, 'calibrate,quantize{w=int8:channel a=int8}' "
+                                            "(default: w8a8; hw-int8 for --target sv / hls)")
     c.add_argument("--target", default="pytorch", help="pytorch (default), onnx, or sv / hls (after lower-dataflow)")
     c.add_argument("-o", "--output", default="out", help="output directory (default: out); replaced only when the compile succeeds")
     c.add_argument("--calib", help="calibration data: .npz keyed by input names, or .txt / a directory of .txt files (with --tokenizer); default: synthetic")

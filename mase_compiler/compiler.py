@@ -33,6 +33,19 @@ class CompileError(ValueError):
     """A compile that cannot start or finish: the message says what and what to do."""
 
 
+def _resolve_folder(source, calib):
+    """A folder holding ``model.onnx`` (the hardware examples) stands for that model, with its
+    ``calib.npz`` as calibration data unless other data is given."""
+    folder = Path(source)
+    if folder.is_dir():
+        if not (folder / "model.onnx").is_file():
+            raise CompileError(f"{folder} is a folder without model.onnx; give the model file")
+        if calib is None and (folder / "calib.npz").is_file():
+            calib = folder / "calib.npz"
+        source = folder / "model.onnx"
+    return source, calib
+
+
 def compile(
     source: str | os.PathLike,
     pipeline: str,
@@ -70,6 +83,7 @@ def compile(
     _check_out(out)
     timings: dict[str, float] = {}
 
+    source, calib = _resolve_folder(source, calib)
     t0 = time.perf_counter()
     model = import_model(source)
     timings["import"] = time.perf_counter() - t0

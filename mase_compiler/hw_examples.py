@@ -131,3 +131,17 @@ def write(name: str, folder: str | os.PathLike | None = None, force: bool = Fals
 
 
 __all__ = ["DEFAULT_DIR", "NAMES", "build", "export_onnx", "inputs", "item_shape", "write"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mase_compiler.hw_examples [NAME ...]``: write the examples (all by default)."""
+    import sys
+
+    names = (argv if argv is not None else sys.argv[1:]) or list(NAMES)
+    for name in names:
+        print(write(name))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

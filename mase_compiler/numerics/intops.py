@@ -64,8 +64,10 @@ def add_multipliers(ratio_a: torch.Tensor, ratio_b: torch.Tensor, bits: int = 23
 
 
 def lut(q: torch.Tensor, table: torch.Tensor, lo_in: int) -> torch.Tensor:
-    """``dataflow.lut``: ``table[q - lo_in]`` (an elementwise function tabulated on every input code)."""
-    return _i64(table)[_i64(q) - lo_in]
+    """``dataflow.lut``: ``table[q - lo_in]`` (an elementwise function tabulated on every input code); a code
+    outside the table reads its nearest end, as the hardware does."""
+    table = _i64(table)
+    return table[(_i64(q) - lo_in).clamp(0, table.numel() - 1)]
 
 
 def gather(q: torch.Tensor, index: torch.Tensor, pad: int) -> torch.Tensor:
