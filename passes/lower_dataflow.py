@@ -554,8 +554,8 @@ class _Lowering:
         ho, wo = out_shape[2], out_shape[3]
         if cols.shape[0] != ho * wo:
             raise LoweringError(f"lower-dataflow: unexpected output size of {node}")
-        patches = self._emit(df.GatherOp, [xv], xe.itype(), (in_shape[0], ho * wo, c_in * kh * kw),
-                             dict(index=self._store(f"{node}.im2col", im2col.reshape(-1)), pad=xe.zp), f"{node}/im2col")
+        patches = self._gather(op.input, xv, xe, im2col.reshape(-1), (in_shape[0], ho * wo, c_in * kh * kw),
+                               f"{node}/im2col", f"{node}.im2col")
         layout = torch.arange(ho * wo * c_out).reshape(ho * wo, c_out).T.reshape(-1)  # [HW, Co] -> [Co, H, W]
         store_t = torch.int8 if codes.abs().max() < 128 else torch.int16
         bias = self._tensor(op.bias) if op.bias is not None else None
@@ -625,19 +625,22 @@ class _Lowering:
         if tuple(out.shape[1:]) != tuple(out_shape[1:]) or out.shape[0] != 2 or not torch.equal(out[1], out[0] + n_in):
             raise LoweringError(f"lower-dataflow: {node} ({op.name}) mixes items of the batch; only per-item data "
                                 f"movement has hardware")
-        index = out[0].reshape(-1)
         xv, xe = self.codes(x, scalar=True)
-        pad = xe.zp
+        val = self._gather(x, xv, xe, out[0].reshape(-1), out_shape, node, f"{node}.index")
+        self.hv[op.results[0]] = HV(val, xe)
+
+    def _gather(self, x: SSAValue, xv: SSAValue, xe: Enc, index: torch.Tensor, out_shape, node: str,
+                key: str) -> SSAValue:
+        """A dataflow.gather of ``xv`` (the codes of graph value ``x``), composed with the gather that produced
+        ``xv`` (transpose after transpose, a conv's layout then the next conv's im2col): one table, one buffer.
+        The inner gather stays while other kernels read it (dead-code elimination drops it otherwise)."""
         src = xv.owner
-        # A gather whose only reader is this one composes with it (transpose after transpose, conv layout + im2col).
-        if isinstance(src, df.GatherOp) and not list(xv.uses) and len(list(x.uses)) == 1 \
-                and sum(1 for h in self.hv.values() if h.value is xv) == 1:
+        if isinstance(src, df.GatherOp):
             inner = self.model.weights.tensor(src.index.data).to(torch.int64)
             index = torch.where(index < 0, index, inner[index.clamp(min=0)])
             xv = src.input
-        val = self._emit(df.GatherOp, [xv], xe.itype(), out_shape,
-                         dict(index=self._store(f"{node}.index", index.to(torch.int32)), pad=pad), node)
-        self.hv[op.results[0]] = HV(val, xe)
+        return self._emit(df.GatherOp, [xv], xe.itype(), out_shape,
+                          dict(index=self._store(key, index.to(torch.int32)), pad=xe.zp), node)
 
     def _elementwise(self, op: Operation) -> None:
         name, node = op.name, self._node(op)

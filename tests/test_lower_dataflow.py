@@ -118,3 +118,58 @@ def test_float_backends_refuse_dataflow_ops_with_a_hint(tmp_path):
         out.mkdir()
         with pytest.raises(BackendError, match="dataflow ops are integer hardware kernels"):
             backend(target).emit(hw, out)
+
+
+def test_ops_without_an_integer_kernel_are_named(tmp_path):
+    """The zoo CNN has batch norm after a relu, pools and a resize: the first one is named in one line."""
+    import pytest
+
+    from mase_compiler import zoo
+    from mase_compiler.driver import import_model
+    from mase_compiler.pipeline import PipelineError
+
+    zm = zoo.export("cnn", cache_dir=tmp_path)
+    model = import_model(zm.path)
+    calib = [{k: v for k, v in zoo.inputs("cnn", seed=1, batch=8).items()}]
+    with pytest.raises(PipelineError, match=r"^pass 'lower-dataflow': lower-dataflow has no integer kernel for "
+                                            r"graph\.batch_norm \(bn1/\w+\); supported: "):
+        opt(model, 'calibrate{method=minmax},quantize{w="int8:channel" a=int8},lower-dataflow', calib=calib)
+
+
+def test_tensors_without_a_cast_need_calibration_data(tmp_path):
+    """An encoder layer's residual sums have no quantize cast: their grid comes from calibration data."""
+    import pytest
+
+    from mase_compiler import hw_examples
+    from mase_compiler.driver import import_model
+    from mase_compiler.pipeline import PipelineError
+
+    folder = hw_examples.write("encoder", tmp_path / "enc")
+    model = import_model(folder / "model.onnx")
+    opt(model, 'calibrate{method=minmax},quantize{w="int8:channel" a=int8}',
+        calib=[{"x": np.load(folder / "calib.npz")["x"]}])
+    with pytest.raises(PipelineError, match="lower-dataflow needs calibration data to choose the integer grid"):
+        opt(model, "lower-dataflow")
+    with pytest.raises(PipelineError, match="internal must be int8 or int16, not 'int4'"):
+        opt(model, "lower-dataflow{internal=int4}")
+
+
+def test_gathers_compose_and_int16_internal_grids_are_more_accurate(tmp_path):
+    """The key path's two transposes become one gather; int16 residual / norm grids beat int8 against FP32."""
+    from mase_compiler import hw_examples
+    from mase_compiler.driver import import_model
+    from mase_compiler.metrics import compare
+
+    folder = hw_examples.write("encoder", tmp_path / "enc")
+    calib = [{"x": np.load(folder / "calib.npz")["x"]}]
+    x = {"x": np.load(folder / "test.npz")["x"]}
+    ref = Interpreter(import_model(folder / "model.onnx"))(x)["y"]
+    sqnr = {}
+    for internal in ("int8", "int16"):
+        model = import_model(folder / "model.onnx")
+        opt(model, f'calibrate{{method=minmax}},quantize{{w="int8:channel" a=int8}},lower-dataflow{{internal={internal}}}',
+            calib=calib)
+        gathers = [op for op in model.main.body.ops if isinstance(op, df.GatherOp)]
+        assert len(gathers) == 4  # q, k (two transposes composed), v, and the heads merged back
+        sqnr[internal] = compare(Interpreter(model)(x)["y"], ref)["sqnr_db"]
+    assert sqnr["int16"] > sqnr["int8"] + 2, sqnr
