@@ -74,12 +74,13 @@ class LowerDataflow(ModulePass):
     name = "lower-dataflow"
 
     internal: str = "int8"  # grid of tensors no quantize cast fixes: int8 or int16
+    pow2: bool = False  # those grids' scales rounded up to powers of two (fixed point, with int8:pow2 casts)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.internal not in ("int8", "int16"):
             raise LoweringError(f"lower-dataflow internal must be int8 or int16, not {self.internal!r}")
         session = current(self.name)
-        notes = _Lowering(session, int(self.internal[3:])).run(op)
+        notes = _Lowering(session, int(self.internal[3:]), self.pow2).run(op)
         DeadCodeElimination().apply(ctx, op)  # the float ops, casts and weights the kernels replaced
         session.notes.update(notes)
 
@@ -116,11 +117,14 @@ def _acc_enc(scale: torch.Tensor) -> Enc:
     return Enc(scale.double(), 0, -(1 << (ACC_BITS - 1)), (1 << (ACC_BITS - 1)) - 1, ACC_BITS, True)
 
 
-def _grid(lo_val: float, hi_val: float, bits: int) -> Enc:
-    """Asymmetric signed grid of ``bits`` covering ``[lo_val, hi_val]`` and 0 (0 is a code)."""
+def _grid(lo_val: float, hi_val: float, bits: int, pow2: bool = False) -> Enc:
+    """Asymmetric signed grid of ``bits`` covering ``[lo_val, hi_val]`` and 0 (0 is a code); with ``pow2`` the
+    scale is the next power of two (fixed point)."""
     lo_val, hi_val = min(lo_val, 0.0), max(hi_val, 0.0)
     qlo, qhi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     scale = (hi_val - lo_val) / (qhi - qlo) if hi_val > lo_val else 1.0
+    if pow2:
+        scale = 2.0 ** math.ceil(math.log2(scale))
     scale = float(torch.tensor(scale, dtype=torch.float32))  # the float32 scale the software ends use
     zp = int(min(max(round(qlo - lo_val / scale), qlo), qhi))
     storage = next(b for b in (8, 16, 32) if b >= bits)  # the interpreter's and the C++ integer types
@@ -169,10 +173,11 @@ class _Pending:
 
 
 class _Lowering:
-    def __init__(self, session, internal_bits: int) -> None:
+    def __init__(self, session, internal_bits: int, pow2: bool = False) -> None:
         self.session = session
         self.model = session.model
         self.bits = internal_bits
+        self.pow2 = pow2
         self.hv: dict[SSAValue, HV] = {}
         self.ranges: dict[SSAValue, tuple[float, float]] | None = None
         self.counts: dict[str, int] = {}
@@ -281,7 +286,7 @@ class _Lowering:
                 if u.name in MOVEMENT and use.index == 0:
                     todo.append(u.results[0])
         lo, hi = self._range(v)
-        return _grid(lo, hi, min(self.bits, max_bits))
+        return _grid(lo, hi, min(self.bits, max_bits), self.pow2)
 
     # ---- materialization ----------------------------------------------------------------------
     def codes(self, v: SSAValue, *, acc: bool = False, scalar: bool = False, max_bits: int = ACC_BITS,

@@ -173,3 +173,21 @@ def test_gathers_compose_and_int16_internal_grids_are_more_accurate(tmp_path):
         assert len(gathers) == 4  # q, k (two transposes composed), v, and the heads merged back
         sqnr[internal] = compare(Interpreter(model)(x)["y"], ref)["sqnr_db"]
     assert sqnr["int16"] > sqnr["int8"] + 2, sqnr
+
+
+def test_fixed_point_pow2_grids_make_every_requantizer_a_shift(tmp_path):
+    """int8:pow2 casts and pow2 internal grids: MASE's fixed-point baseline, every M/2^S a power of two."""
+    from mase_compiler.numerics import parse
+
+    fmt = parse("int8:channel:pow2")
+    assert fmt.spec == "int8:channel:pow2" and parse(fmt.spec) == fmt
+    scale, _ = fmt.compute_scale(torch.tensor([[0.3, -5.0], [100.0, 1e-3]]), axis=0)
+    assert torch.equal(torch.log2(scale), torch.log2(scale).round())  # powers of two ...
+    assert (scale * 127 >= torch.tensor([[5.0], [100.0]])).all()  # ... never clipping more than the plain scale
+    fake = _model(tmp_path)
+    opt(fake, 'calibrate{method=minmax},quantize{w="int8:channel:pow2" a="int8:pow2"},lower-dataflow{pow2=true}',
+        calib=_calib())
+    lin = [op for op in fake.main.body.ops if isinstance(op, df.LinearOp) and op.multiplier is not None]
+    for op in lin:
+        m = torch.as_tensor(fake.weights[op.multiplier.data])
+        assert ((m & (m - 1)) == 0).all()  # M is a power of two: the requantizer is a rounding shift

@@ -58,6 +58,10 @@ class ScaledGridFormat(Format):
     def codes_to_grid(self, codes: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def snap_scale(self, scale: torch.Tensor) -> torch.Tensor:
+        """Where a format restricts its scales (powers of two), the allowed scale not below ``scale``."""
+        return scale
+
     def fixed_scale(self) -> float | None:
         """A data-independent scale (fixed point), or None for data-derived scales."""
         return None
@@ -124,6 +128,7 @@ class ScaledGridFormat(Format):
             if not bool(torch.isfinite(scale).all()):  # hi - lo overflowed float32
                 scale = torch.where(torch.isfinite(scale), scale, ((hi.double() - lo.double()) / (gmax - gmin)).to(scale.dtype))
         scale = torch.where(scale > 0, scale, torch.ones_like(scale)).clamp(max=float(cap)).to(torch.float32)
+        scale = self.snap_scale(scale)
         if not self.symmetric:
             zp = torch.round(gmin - lo / scale).clamp(gmin, gmax).to(torch.int32)
         return scale, zp
