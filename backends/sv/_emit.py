@@ -95,10 +95,12 @@ def emit(model, out, inputs=None, n_vectors: int = 16, seed: int = 0, max_lanes:
     (out / "vectors").mkdir(parents=True, exist_ok=True)
     modules: list[str] = []
     body: list[str] = []
+    node_params: dict[str, dict[str, str]] = {}
     for node in graph.nodes:
         if node.wire:
             continue
         params = _params(node, out)
+        node_params[node.name] = {k: ('"even"' if v == "ROUNDING" else v) for k, v in params.items()}
         mod = MODULES[node.kind]
         for dep in [*DEPENDS[mod], mod]:
             if dep not in modules:
@@ -126,7 +128,7 @@ def emit(model, out, inputs=None, n_vectors: int = 16, seed: int = 0, max_lanes:
         timeout_cycles=20000 + 8 * (int(x_q.shape[0]) + 2) * (sum(cycles.values()) + graph.input.numel),
         nodes=[dict(name=n.name, kind=n.kind, source=n.source, module=MODULES[n.kind], lanes=n.lanes,
                     cycles=cycles[n.name], inputs=[s.name for s in n.inputs], output=n.output.name,
-                    shape_in=list(n.inputs[0].shape), shape_out=list(n.output.shape))
+                    shape_in=list(n.inputs[0].shape), shape_out=list(n.output.shape), params=node_params[n.name])
                for n in graph.nodes if not n.wire],
         fifos=[dict(node=k[0], port=k[1], depth=d) for k, d in graph.fifos.items()],
         streams={s.name: dict(width=s.width, signed=s.signed, shape=list(s.shape)) for s in graph.streams.values()},
