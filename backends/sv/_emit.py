@@ -47,7 +47,8 @@ MODULES = {"linear": "masec_linear", "matmul": "masec_matmul", "gather": "masec_
 DEPENDS = {"masec_linear": ["masec_mac_lane", "masec_dot", "masec_requant"],
            "masec_matmul": ["masec_mac_lane", "masec_dot", "masec_requant"],
            "masec_rescale": ["masec_requant"], "masec_add": [], "masec_lut": [], "masec_gather": [],
-           "masec_softmax": ["masec_udiv"], "masec_layernorm": ["masec_udiv", "masec_isqrt"],
+           "masec_softmax": ["masec_requant", "masec_requant_const", "masec_udiv"],
+           "masec_layernorm": ["masec_requant", "masec_requant_const", "masec_udiv", "masec_isqrt"],
            "masec_broadcast": [], "masec_fifo": [], "masec_width_adapter": []}
 
 
@@ -192,7 +193,7 @@ def _params(node: hg.Node, out: Path) -> dict[str, str]:
     if node.kind == "softmax":
         return dict(IN_W=x.width, IN_SIGNED=_sv_bit(x.signed), N=p["N"], MULT=str(p["multiplier"]), SHIFT=p["shift"],
                     FRAC=p["frac_bits"], LUT_FILE=mem("exp2", a["table"], 16), NUM=_sv_64(p["numerator"]),
-                    RB=p["recip_bits"], **common)
+                    RB=p["recip_bits"], **common, ROUNDING="ROUNDING")
     if node.kind == "layer_norm":
         return dict(IN_W=x.width, IN_SIGNED=_sv_bit(x.signed), ZP_IN=_sv_int(p["zp_in"]), D=p["D"], EPS=_sv_64(p["eps"]),
                     RB=p["recip_bits"], T=p["frac_bits"], G_W=16, G_FILE=mem("gamma", a["gamma"], 16),

@@ -84,6 +84,9 @@ module masec_layernorm #(
     localparam int SL_W  = $clog2(SLOTS);
     localparam logic [I_W-1:0] LAST = I_W'(D - 1);
 
+    localparam logic signed [63:0] ZP_MIN = IN_SIGNED ? -(64'sd1 <<< (IN_W - 1)) : 64'sd0;
+    localparam logic signed [63:0] ZP_MAX = IN_SIGNED ? (64'sd1 <<< (IN_W - 1)) - 1 : (64'sd1 <<< IN_W) - 1;
+
     // row buffer states, in the order a buffer goes through them
     localparam logic [1:0] FREE = 2'd0, LOADED = 2'd1, STATS = 2'd2, READY = 2'd3;
 
@@ -94,6 +97,8 @@ module masec_layernorm #(
         if (N_W > 31) $error("masec_layernorm: T + ceil(log2(D) / 2) must be at most 28");
         if (G_W < 1 || G_W > 32) $error("masec_layernorm: G_W must be in [1, 32], not %0d", G_W);
         if (EPS == 64'd0) $error("masec_layernorm: EPS must be at least 1");
+        if (64'(ZP_IN) < ZP_MIN || 64'(ZP_IN) > ZP_MAX)
+            $error("masec_layernorm: ZP_IN must be a code of the input grid, not %0d", ZP_IN);
         if (SHIFT < 0) $error("masec_layernorm: SHIFT must be >= 0, not %0d", SHIFT);
     end
 

@@ -107,7 +107,8 @@ module masec_softmax #(
     logic [SUM_W-1:0] esum [SLOTS];
     logic [R_W-1:0]   rbuf [SLOTS];
     logic [2:0]       est  [SLOTS];
-    logic [SL_W-1:0]  ews, dv_in, dv_out, ows;           // slot filled by exp / sent to, back from the divider / emitted
+    logic [SL_W-1:0]  ews, dv_in, dv_out, ows;           // slot filled by exp / sent to, back from
+                                                         // the divider / emitted
 
     // ------------------------------------------------------------ exp: t = requant(d), then e = lut >> (t >> FRAC)
     logic [I_W-1:0]        ei;
