@@ -73,7 +73,7 @@ class LowerDataflow(ModulePass):
 
     name = "lower-dataflow"
 
-    internal: str = "int8"  # grid of tensors no quantize cast fixes: int8 or int16
+    internal: str = "int16"  # grid of tensors no quantize cast fixes: int16 (default) or int8
     pow2: bool = False  # those grids' scales rounded up to powers of two (fixed point, with int8:pow2 casts)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
