@@ -8,6 +8,7 @@ Errors the user can fix (bad format specs, bad options) print one line,
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from typing import Sequence
@@ -215,6 +216,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
         res = simulate(out, stall_pct=args.stall)
         timing = f"{res['cycles']:.1f} cycles per inference, latency {res['latency']} cycles"
+        (out / "sim.json").write_text(json.dumps(res, indent=1))  # for masec report
     if args.json:
         _dump(res)
     else:
@@ -249,8 +251,57 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .hw_report import hardware_report, synth
+
+    out = Path(args.out)
+    if not (out / "top.sv").exists():
+        raise ValueError(f"{out} must be a 'masec compile --target sv' output (with top.sv)")
+    res = synth(out, target=args.target)
+    if args.json:
+        _dump(res)
+        return 0
+    _hardware_table(out, hardware_report(out))
+    print(f"wrote {out}/synth.json (Yosys {res['yosys']}, {res['target']}, {res['seconds']:.0f} s)")
+    return 0
+
+
+def _hardware_table(out, rep: dict) -> None:
+    rows = rep["rows"]
+    cols = [("layer", "layer"), ("kernel", "kernel"), ("shape", "shape"), ("lanes", "lanes"), ("cycles", "cycles/item")]
+    if rows and "luts" in rows[0]:
+        cols += [("luts", "LUT"), ("flip_flops", "FF"), ("dsp", "DSP"), ("bram", "BRAM")]
+    t = rep["totals"]
+    area = f"; area: Yosys, {t['target']}" if "area" in t else ""
+    _print_table(f"{out}: hardware kernels (cycles per item: the steady-state model{area})", rows, cols)
+    line = f"bottleneck {t['bottleneck_cycles']} cycles/inference (model)"
+    if "measured_cycles" in t:
+        line += f", measured {t['measured_cycles']:.1f} (masec sim, latency {t['latency']})"
+    if "area" in t:
+        a, w = t["area"], t["wiring"]
+        line += (f"; whole design {a['luts']} LUT, {a['flip_flops']} FF, {a['dsp']} DSP, {a['bram']} BRAM "
+                 f"(forks, FIFOs, adapters: {w['luts']} LUT, {w['flip_flops']} FF)")
+    else:
+        line += "; area: run masec synth " + str(out)
+    print(line)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .report import report
+
+    if (Path(args.out) / "top.sv").exists():  # a hardware design: area and latency per layer
+        from .hw_report import hardware_report
+
+        rep = hardware_report(args.out)
+        if args.json:
+            _dump(rep)
+        else:
+            _hardware_table(args.out, rep)
+        return 0
 
     rep = report(args.out, png=not args.no_plot, device=args.device)
     if args.json:
@@ -363,7 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
     st.set_defaults(func=cmd_stats)
 
-    rp = sub.add_parser("report", help="per-layer error of a compiled model vs FP32: table, report.json, report.png")
+    sy = sub.add_parser("synth", help="Yosys area of a --target sv output, per kernel and whole (writes synth.json)")
+    sy.add_argument("out", help="the output directory of masec compile --target sv")
+    sy.add_argument("--target", default="xilinx", choices=("xilinx", "ice40", "generic"), help="technology mapping (default xilinx)")
+    sy.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sy.set_defaults(func=cmd_synth)
+
+    rp = sub.add_parser("report", help="per-layer error of a compiled model vs FP32 (a --target sv output: area and "
+                                       "latency per layer)")
     rp.add_argument("out", help="the directory masec compile -o wrote")
     rp.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rp.add_argument("--no-plot", action="store_true", help="do not write report.png")
