@@ -33,11 +33,13 @@ module masec_linear #(
     parameter int    HI        = 127,
     parameter bit    REQUANT   = 1'b1,
     parameter bit    HAS_BIAS  = 1'b1,
-    parameter string ROUNDING  = "even",
-    parameter string W_FILE    = "w.mem",
-    parameter string B_FILE    = "b.mem",
-    parameter string M_FILE    = "m.mem",
-    parameter string S_FILE    = "s.mem"
+    // Strings without the string type, which Yosys lacks: ROUNDING packed into 7 bytes
+    // ("even", "away", "half_up"), the file names untyped (as wide as the value given).
+    parameter logic [8*7-1:0] ROUNDING = "even",
+    parameter        W_FILE    = "w.mem",
+    parameter        B_FILE    = "b.mem",
+    parameter        M_FILE    = "m.mem",
+    parameter        S_FILE    = "s.mem"
 ) (
     input  logic                  clk,
     input  logic                  rst_n,

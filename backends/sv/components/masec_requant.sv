@@ -26,7 +26,8 @@ module masec_requant #(
     parameter int    OUT_W   = 8,
     parameter int    OUT_MIN = -128,
     parameter int    OUT_MAX = 127,
-    parameter string ROUNDING = "even"
+    // "even", "away" or "half_up", packed into 7 bytes: Yosys has no string parameters
+    parameter logic [8*7-1:0] ROUNDING = "even"
 ) (
     input  logic                     clk,
     input  logic                     rst_n,
