@@ -23,6 +23,7 @@ Formats (masec pipelines):
   kernel (``masec_mx_linear``, synthesized at each linear's K, N and lanes) for ``masec_linear``.
 
     .venv/bin/python bench/hardware.py [--skip-minilm] [--skip-synth] [--json PATH] [--markdown]
+    .venv/bin/python bench/hardware.py --components     # Yosys table of every component (defaults + linear sizes)
 """
 
 from __future__ import annotations
@@ -127,20 +128,40 @@ def hardware(model, test: np.ndarray, out: Path, synth: bool) -> dict:
     return res
 
 
-def mx_area(int8_synth: dict, manifest: dict, fmt: str) -> dict:
-    """The int8 design's area with every masec_linear replaced by masec_mx_linear of the same K, N, lanes."""
+def mx_area(int8_synth: dict, manifest: dict, fmt: str, work: Path) -> dict:
+    """The int8 design's area with every masec_linear replaced by masec_mx_linear of the same K, N, lanes
+    (its weight, scale and requantizer memories filled with seeded random words, as the component table does)."""
     from mase_compiler.backends.sv import _yosys
 
     area = dict(int8_synth["top"])
-    for node in manifest["nodes"]:
-        if node["kind"] != "linear":
-            continue
+    src = _yosys.COMPONENTS_DIR / "masec_mx_linear.sv"
+    for i, node in enumerate(n for n in manifest["nodes"] if n["kind"] == "linear"):
         p = node["params"]
-        mx = _yosys.synthesize([], "masec_mx_linear", dict(K=p["K"], N=p["N"], LANES=p["LANES"], ELEM_X=MX_ELEM[fmt],
-                                                           ELEM_W=MX_ELEM[fmt]))
+        params = dict(K=p["K"], N=p["N"], LANES=p["LANES"], ELEM_X=MX_ELEM[fmt], ELEM_W=MX_ELEM[fmt], ACC_BITS=32)
+        copy = _yosys._with_memories(src, params, work / f"{fmt}_{i}")
+        mx = _yosys.synthesize([copy], "masec_mx_linear", params)
         for k in area:
             area[k] += mx.get(k, 0) - int8_synth["nodes"][node["name"]].get(k, 0)
     return area
+
+
+def components(json_path: Path) -> int:
+    """Every component with its default parameters (and masec_linear at K = N = 64), Xilinx 7-series counts."""
+    from mase_compiler.backends.sv import _yosys
+
+    t0 = time.perf_counter()
+    rows = _yosys.synthesize_components()
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(rows, indent=1))
+    print("| component | parameters | LUT | FF | DSP | LUTRAM | CARRY4 | multipliers | Yosys s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "defaults"
+        muls = ", ".join(f"{n}x {w}" for w, n in r.get("multiplier_widths", {}).items()) or "-"
+        print(f"| {r['component']} | {params} | {r['luts']} | {r['flip_flops']} | {r['dsp']} | {r['lutram']} | "
+              f"{r['carry']} | {muls} | {r['seconds']} |")
+    print(f"\n{len(rows)} syntheses in {time.perf_counter() - t0:.0f} s ({rows[0]['yosys']}); wrote {json_path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-synth", action="store_true")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "hardware.json"))
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--components", action="store_true", help="only the Yosys table of the component library")
     args = ap.parse_args(argv)
+    if args.components:
+        return components(Path(args.json).with_name("hardware_components.json"))
     rows: list[dict] = []
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="masec_bench_hw_") as tmp:
@@ -169,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             elif int8 is not None:
                 row.update(cycles_model=int8[1]["bottleneck_cycles"], note="cycles: int8 schedule, same lanes")
                 if "synth" in int8[0]:
-                    row.update(area=mx_area(int8[0]["synth"], int8[1], fmt))
+                    row.update(area=mx_area(int8[0]["synth"], int8[1], fmt, tmp / "mx"))
             rows.append(row)
             print(json.dumps(row), flush=True)
         if not args.skip_minilm:

@@ -93,9 +93,12 @@ def inputs(name: str, n: int, seed: int) -> np.ndarray:
 
 def export_onnx(module, example: np.ndarray, path: Path, input_name: str = "x") -> None:
     """Export ``module`` to ``path`` (batch axis symbolic); written to a temp file, then renamed."""
+    import logging
+
     import torch
     from torch.export import Dim
 
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" chatter
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".onnx")
     os.close(fd)
