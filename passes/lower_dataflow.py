@@ -103,6 +103,11 @@ class Enc:
     def scalar(self) -> bool:
         return self.scale.numel() == 1
 
+    @property
+    def grid_bits(self) -> int:
+        """Bits the codes need (a 10-bit grid is stored in 16-bit types)."""
+        return (self.hi - self.lo).bit_length()
+
     def itype(self) -> IntegerType:
         return IntegerType(self.bits, Signedness.SIGNLESS if self.signed else Signedness.UNSIGNED)
 
@@ -310,7 +315,7 @@ class _Lowering:
             val, enc = hv.value, hv.enc
         if target is not None and not enc.fits(target):
             return self._requant(val, enc, target, v), target
-        if (scalar and not enc.scalar) or enc.bits > max_bits:
+        if (scalar and not enc.scalar) or enc.grid_bits > max_bits:
             target = self._preferred(v, max_bits)
             return self._requant(val, enc, target, v), target
         return val, enc
