@@ -286,7 +286,7 @@ class _Lowering:
                 u = use.operation
                 if isinstance(u, CastOp) and use.index == 0 and not isinstance(cur.owner, g.WeightOp):
                     enc = self._cast_enc(u)
-                    if enc.bits <= max_bits:
+                    if enc.grid_bits <= max_bits:
                         return enc
                 if u.name in MOVEMENT and use.index == 0:
                     todo.append(u.results[0])
