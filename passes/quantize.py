@@ -60,6 +60,19 @@ def _pair(value: str, what: str) -> tuple[Format | None, Format | None]:
     return (_format(w, what), _format(a if sep else w, what))
 
 
+def _split_rule(rule: str) -> tuple[str, str]:
+    """``REGEX=W[/A]`` split at the first ``=`` after which a format pair parses: formats may hold ``=``
+    themselves (``int4:group=128``, ``mxint8:block=16``), regexes rarely do."""
+    cuts = [i for i, c in enumerate(rule) if c == "="]
+    for i in cuts:
+        try:
+            _pair(rule[i + 1:], "rule")
+        except ValueError:
+            continue
+        return rule[:i], rule[i + 1:]
+    return rule.rpartition("=")[0], rule.rpartition("=")[2]  # no cut parses: _pair names the bad format
+
+
 @dataclass(frozen=True)
 class Quantize(ModulePass):
     """Inserts quant.cast on the weight and activation operands of matmul/conv ops."""
@@ -84,7 +97,7 @@ class Quantize(ModulePass):
                 raise ValueError(f"ops must name op kinds from {', '.join(KINDS)}, not {k!r}" + suggestion(k, KINDS))
         # Parse everything now so that a typo fails before any IR is touched.
         self.plan()
-        for pattern in (*self.skip, *(r.rpartition("=")[0] for r in self.rules)):
+        for pattern in (*self.skip, *(_split_rule(r)[0] for r in self.rules)):
             try:
                 re.compile(pattern)
             except re.error as e:
@@ -107,7 +120,7 @@ class Quantize(ModulePass):
                 by_kind[k] = _pair(value, k)
         rules = []
         for r in self.rules:
-            pattern, _, value = r.rpartition("=")
+            pattern, value = _split_rule(r)
             rules.append((re.compile(pattern), _pair(value, f"rules entry {r!r}")))
         return by_kind, rules
 

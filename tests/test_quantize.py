@@ -178,3 +178,11 @@ def test_gather_quantizes_embedding_tables_per_row(zoo_dir):
         got = parse("int8:channel").quantize(table, model.weights.tensor(c.params[0].owner.sym_name.data), axis=0)
         torch.testing.assert_close(got, want, rtol=0, atol=1e-7)
         assert c.axis.value.data == 0
+
+
+def test_rules_take_formats_with_options(tmp_path):
+    """A rule's format may hold '=' itself (group and block sizes): the split is at the first '=' that parses."""
+    model = _model(tmp_path)
+    opt(model, 'quantize{rules="^fc1$=int4:group=8/mxint8:block=16","^fc2$=none"}')
+    casts = {str(op.format.format) for op in model.main.body.ops if op.name == "quant.cast"}
+    assert casts == {"int4:group=8", "mxint8:block=16"}
