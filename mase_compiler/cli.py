@@ -313,6 +313,15 @@ def cmd_report(args: argparse.Namespace) -> int:
                  "on FP32 inputs)", rows,
                  [("name", "layer"), ("op", "op"), ("weight_format", "weight"), ("act_format", "activation"),
                   ("own_sqnr_db", "own SQNR dB"), ("sqnr_db", "SQNR dB"), ("cosine", "cosine"), ("rel_rmse", "rel. RMSE")])
+    c = rep["cost"]
+    if c["rows"]:
+        _print_table("hardware cost per layer (mase_compiler/cost: bit-ops, bytes incl. scales, area in LUT equivalents "
+                     "calibrated from Yosys, energy after Horowitz 2014, cycles at 8 lanes)",
+                     [{**r, "w_format": r["w_format"] or "fp32", "a_format": r["a_format"] or "fp32",
+                       "energy_nj": r["energy_pj"] / 1000} for r in c["rows"]],
+                     [("name", "layer"), ("w_format", "weight"), ("a_format", "activation"), ("macs", "MACs"),
+                      ("bitops", "bit-ops"), ("weight_bytes", "W bytes"), ("area_le", "area LE"), ("energy_nj", "energy nJ"),
+                      ("cycles", "cycles")])
     t = rep["totals"]
     ratio = f" ({t['weight_bytes_quantized'] / t['weight_bytes_fp32']:.3f} of FP32)" if t["weight_bytes_fp32"] else ""
     print(f"weights: {t['weight_bytes_quantized'] / 1e6:.3f} MB vs {t['weight_bytes_fp32'] / 1e6:.3f} MB FP32{ratio}"

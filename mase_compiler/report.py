@@ -353,9 +353,13 @@ def report(out_dir: str | os.PathLike, inputs: Mapping[str, np.ndarray] | None =
     wb = wb or _weight_bytes_from_ir(model)
     totals = {"quantized_layers": len(rows), "weight_bytes_fp32": wb["fp32"], "weight_bytes_quantized": wb["quantized"],
               "compression": wb["fp32"] / wb["quantized"] if wb["quantized"] else None, "weight_bytes_source": source}
+    from .cost import model_cost
+
     result: dict[str, object] = {
         "out": str(out), "inputs": {k: list(np.shape(v)) for k, v in inputs.items()},
         "layers": rows, "outputs": outputs, "totals": totals,
+        # Hardware cost of each matmul/conv at the formats chosen (mase_compiler/cost: bytes, bit-ops, area, energy).
+        "cost": model_cost(model).as_dict(),
     }
     write_atomic(out / "report.json", json_text(result))
     if png:
