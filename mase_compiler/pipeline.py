@@ -61,6 +61,24 @@ def _quantize() -> type[ModulePass]:
     return Quantize
 
 
+def _search() -> type[ModulePass]:
+    from .passes.search import Search
+
+    return Search
+
+
+def _sensitivity() -> type[ModulePass]:
+    from .passes.sensitivity import Sensitivity
+
+    return Sensitivity
+
+
+def _mx_block_size() -> type[ModulePass]:
+    from .passes.mx_block_size import MxBlockSize
+
+    return MxBlockSize
+
+
 def _lower_dataflow() -> type[ModulePass]:
     from .passes.lower_dataflow import LowerDataflow
 
@@ -92,7 +110,10 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "cse": _cse,
     "dce": _dce,
     "lower-dataflow": _lower_dataflow,
+    "mx-block-size": _mx_block_size,
     "quantize": _quantize,
+    "search": _search,
+    "sensitivity": _sensitivity,
     "smoothquant": _smoothquant,
 }
 
@@ -119,6 +140,10 @@ PRESETS: dict[str, tuple[str, str]] = {
     # kernels (docs/hardware.md).  int8 residual grids lose 13 dB on MiniLM's first layer (outlier channels).
     "hw-int8": ('calibrate{method=mse format=uint8},quantize{w="int8:channel" a=uint8},lower-dataflow{internal=int16}',
                 "integer hardware: int8 weights, uint8 activations, int16 residuals, for --target sv / hls"),
+    # MASE: per-layer MX formats chosen by the exact ILP on measured sensitivities, at most 4.5 bits per
+    # weight / activation element on average (scales included).
+    "mx4-search": ('search{formats="mxint8,mxfp6_e2m3,mxfp4" budget=4.5}',
+                   "mixed MX formats per layer tensor, <= 4.5 bits per element on average (search, exact ILP)"),
     "w4a16": ('quantize{w="int4:group=128"}', "int4 weights in groups of 128 along the reduction axis, float activations"),
     # W4A8 (Lee et al., EMNLP 2023): int4 per-channel weights, static 8-bit activations.  Scaling passes come
     # first because they change the activations; calibration must see the scaled ones (they drop stale stats).

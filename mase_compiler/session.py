@@ -8,7 +8,7 @@ weights, or runs the model on calibration data, asks for it with :func:`current`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,8 @@ class Session:
     progress: bool = False
     # Facts a pass reports about its run (merged into the pass's record by the pipeline).
     notes: dict[str, Any] = field(default_factory=dict)
+    # Task loss for sensitivity / search: loss(outputs, batch) -> float, when the user has one.
+    loss: Callable[[Mapping[str, Any], Mapping[str, Any]], float] | None = None
 
 
 _CURRENT: ContextVar[Session | None] = ContextVar("masec_session", default=None)

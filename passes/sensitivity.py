@@ -1,0 +1,277 @@
+"""``sensitivity``: how much each quantized tensor alone hurts the model's outputs (measures, never rewrites).
+
+For every matmul/conv operand that ``quantize`` would cast, grouped per layer and role (the weight, or the
+activation operands of one op: the ``(layer, role)`` tensors that ``quantize``'s ``rules`` and
+:mod:`mase_compiler.search` address), and for every candidate format, the pass quantizes ONLY that tensor
+(everything else stays FP32), runs the calibration batches and compares the outputs with the FP32 run:
+
+- ``sqnr_db`` and ``cosine`` of all model outputs, flattened and concatenated over the batches;
+- ``kl``: mean over rows of KL(softmax(ref) || softmax(quantized)) along the last axis of every float output
+  with a last axis of 2 or more.  It is the right distance when the outputs are logits (classifiers, language
+  models) and is always computed; ``logits`` in the table says whether every output looked like logits
+  (rank >= 2, last axis >= 2), so a consumer knows whether to trust ``kl`` or ``sqnr_db``;
+- ``loss_delta``: mean task loss minus the FP32 one, only when the session carries a ``loss`` callable
+  (``session.loss(outputs, batch) -> float``); ``None`` otherwise.
+
+This is the per-layer sensitivity analysis of MASE's mixed-precision search (Cheng et al., "MASE: An
+Efficient Representation for Software-Defined ML Hardware System Exploration"; Zhang et al., "Revisiting
+Block-based Quantisation", on MX-like formats) over the OCP Microscaling formats (Rouhani et al., 2023,
+"Microscaling Data Formats for Deep Learning"), one forward per (tensor, format) pair.  Cost is kept simple:
+each pair quantizes a fresh copy of the IR (static activation scales come from ONE ``calibrate`` run on a
+copy made up front) and re-runs the whole model over all batches; FP32 prefixes are not cached.
+
+The table (a list of JSON rows) goes to ``session.notes["sensitivity"]``; with ``out=PATH`` it is also
+written as JSON to PATH and plotted (SQNR per tensor and format) to PATH with a ``.png`` suffix.
+:func:`mase_compiler.passes.sensitivity.to_table` turns it into the ``{Tensor: {format: error}}`` table
+that :meth:`mase_compiler.search.Problem.build` takes.
+
+Options: ``formats`` (comma-separated specs, default ``int8,mxint8,mxfp4``), ``tensors``
+(``weights|activations|both``), ``out`` (a JSON path, or empty), ``ops`` (default ``matmul,conv``),
+``method`` (the calibration method for static activation formats, default ``minmax``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation
+from xdsl.passes import ModulePass
+
+from mase_compiler.metrics import cosine, sqnr_db
+from mase_compiler.model import Model
+from mase_compiler.numerics import DIntFormat, IntFormat, MinifloatFormat, parse
+from mase_compiler.session import Session, current, open_session
+from mase_compiler.weights import WeightStore
+
+TENSORS = ("weights", "activations", "both")
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sensitivity(ModulePass):
+    """Measures output SQNR / cosine / KL (and task-loss delta) with one tensor at a time quantized."""
+
+    name = "sensitivity"
+
+    formats: str = "int8,mxint8,mxfp4"
+    tensors: str = "both"
+    out: str = ""
+    ops: str = "matmul,conv"
+    method: str = "minmax"
+
+    def __post_init__(self) -> None:
+        if self.tensors not in TENSORS:
+            raise ValueError(f"sensitivity tensors must be one of {', '.join(TENSORS)}, not {self.tensors!r}")
+        if not self.specs:
+            raise ValueError("sensitivity formats must name at least one format, e.g. 'int8,mxfp4'")
+        for s in self.specs:
+            try:
+                parse(s)
+            except ValueError as e:
+                raise ValueError(f"sensitivity formats: {e}") from None
+        from .quantize import Quantize
+
+        Quantize(ops=self.ops)  # validates the op kinds with quantize's own message
+        from .calibrate import Calibrate
+
+        Calibrate(method=self.method)
+
+    @property
+    def specs(self) -> tuple[str, ...]:
+        return tuple(s.strip() for s in self.formats.split(",") if s.strip())
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return {"weights": ("weight",), "activations": ("activation",), "both": ("weight", "activation")}[self.tensors]
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        session = current(self.name)
+        if session.calibration is None:
+            raise ValueError("pass 'sensitivity' needs calibration data to run the model on: pass it, e.g. "
+                             "'masec compile --calib DATA'")
+        model = session.model
+        if op is not model.module:
+            raise ValueError("pass 'sensitivity' must run on the session's model (masec opt/compile), not on another module")
+        rows = measure(model, session.calibration, self.specs, self.roles, self.ops, self.method,
+                       getattr(session, "loss", None))
+        session.notes["sensitivity"] = rows
+        if self.out:
+            write(rows, Path(self.out))
+            session.notes["sensitivity_out"] = self.out
+
+
+# ---- measurement ----------------------------------------------------------------------------------
+def measure(model: Model, batches: list[dict], specs: tuple[str, ...], roles: tuple[str, ...] = ("weight", "activation"),
+            ops: str = "matmul,conv", method: str = "minmax",
+            loss: Callable[[Mapping[str, torch.Tensor], Mapping], float] | None = None) -> list[Row]:
+    """The sensitivity rows, one per (tensor, format), in IR order then format order; ``model`` is not touched."""
+    from mase_compiler.interpreter import Interpreter
+
+    text = model.text()
+    targets = _targets(model, ops, roles, batches[0])
+    ref = [Interpreter(model)(b) for b in batches]
+    ref_loss = _mean_loss(loss, ref, batches)
+    calibrated = text
+    if "activation" in roles and any(_static(s) for s in specs):
+        base = _copy(model, text)
+        _apply(base, batches, "calibrate", method=method)
+        calibrated = base.text()
+    logits = all(t.ndim >= 2 and t.shape[-1] >= 2 for t in ref[0].values())
+    rows = []
+    for (layer, role), elements in targets.items():
+        for spec in specs:
+            q = _copy(model, calibrated if role == "activation" else text)
+            pair = f"{spec}/none" if role == "weight" else f"none/{spec}"
+            _apply(q, batches, "quantize", rules=(f"^{re.escape(layer)}$={pair}",), ops=ops)
+            got = [Interpreter(q)(b) for b in batches]
+            r, a = _flat(ref), _flat(got)
+            q_loss = _mean_loss(loss, got, batches)
+            rows.append({"layer": layer, "role": role, "elements": elements, "format": spec,
+                         "bits": float(parse(spec).bits_per_element), "sqnr_db": sqnr_db(r, a), "cosine": cosine(r, a),
+                         "kl": _kl(ref, got), "logits": logits,
+                         "loss_delta": None if ref_loss is None or q_loss is None else q_loss - ref_loss})
+    return rows
+
+
+def _targets(model: Model, ops: str, roles: tuple[str, ...], batch: dict) -> dict[tuple[str, str], int]:
+    """``{(layer, role): elements}`` of the operands quantize would cast (activations: per batch of ``batch``)."""
+    from mase_compiler.interpreter import Interpreter
+
+    from .quantize import Quantize
+
+    acts: dict[Operation, list[tuple[str, int]]] = {}
+    out: dict[tuple[str, str], int] = {}
+    seen_weights: set[tuple[str, str]] = set()
+    for target, name, index, _kind, _fmt, weight in Quantize(default="mxint8", ops=ops).actions(model.module):
+        role = "weight" if weight is not None else "activation"
+        if role not in roles:
+            continue
+        out.setdefault((name, role), 0)
+        if weight is not None:
+            wname = weight[0].sym_name.data
+            if (name, wname) not in seen_weights:
+                seen_weights.add((name, wname))
+                out[(name, role)] += int(model.weights.tensor(wname).numel())
+        else:
+            acts.setdefault(target, []).append((name, index))
+    if acts:
+        def observe(o: Operation, operands: list, results: tuple) -> None:
+            for name, index in acts.pop(o, []):
+                out[(name, "activation")] += int(operands[index].numel())
+
+        Interpreter(model)(batch, observe=observe)
+    return out
+
+
+def _static(spec: str) -> bool:
+    """Whether an activation in ``spec`` needs calibrated (static) scales."""
+    f = parse(spec)
+    return (isinstance(f, (IntFormat, DIntFormat)) and f.granularity == "tensor") or \
+        (isinstance(f, MinifloatFormat) and f.bits <= 8)
+
+
+def _copy(model: Model, text: str) -> Model:
+    """A private copy: re-parsed IR, a new weight store sharing the (read-only) arrays."""
+    return Model.parse(text, WeightStore({k: model.weights[k] for k in model.weights}))
+
+
+def _apply(model: Model, batches: list[dict], pass_name: str, **options: Any) -> None:
+    """Run one pass on a copy under its own session (the outer session's model is left alone)."""
+    from mase_compiler.dialects import make_context
+
+    from .calibrate import Calibrate
+    from .quantize import Quantize
+
+    cls = {"calibrate": Calibrate, "quantize": Quantize}[pass_name]
+    with open_session(Session(model, calibration=batches)):
+        cls(**options).apply(make_context(), model.module)
+
+
+def _flat(outs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    return torch.cat([t.detach().reshape(-1).to(torch.float64) for o in outs for t in o.values()])
+
+
+def _kl(ref: list[dict[str, torch.Tensor]], got: list[dict[str, torch.Tensor]]) -> float | None:
+    """Mean over rows of KL(softmax(ref) || softmax(got)) on the last axis; None when no output has one."""
+    total, rows = 0.0, 0
+    for r_out, g_out in zip(ref, got):
+        for key, r in r_out.items():
+            if r.ndim < 1 or r.shape[-1] < 2 or not r.is_floating_point():
+                continue
+            lp = torch.log_softmax(r.detach().to(torch.float64).reshape(-1, r.shape[-1]), dim=-1)
+            lq = torch.log_softmax(g_out[key].detach().to(torch.float64).reshape(-1, r.shape[-1]), dim=-1)
+            kl = (lp.exp() * (lp - lq)).sum(-1)
+            total += float(kl.sum())
+            rows += kl.numel()
+    return total / rows if rows else None
+
+
+def _mean_loss(loss, outs: list[dict[str, torch.Tensor]], batches: list[dict]) -> float | None:
+    if loss is None:
+        return None
+    return sum(float(loss(o, b)) for o, b in zip(outs, batches)) / len(batches)
+
+
+# ---- results ------------------------------------------------------------------------------------------
+def _json_safe(x: Any) -> Any:
+    """inf SQNR (a lossless format) as the string 'inf': strict JSON has no Infinity."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
+
+
+def write(rows: list[Row], path: Path) -> Path:
+    """``path`` (JSON table) and ``path.with_suffix('.png')`` (SQNR per tensor and format); returns the PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([{k: _json_safe(v) for k, v in r.items()} for r in rows], indent=1) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tensors = list(dict.fromkeys(f"{r['layer']}/{'W' if r['role'] == 'weight' else 'A'}" for r in rows))
+    specs = list(dict.fromkeys(r["format"] for r in rows))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(tensors) * len(specs) ** 0.5 + 2), 3.5))
+    width = 0.8 / max(1, len(specs))
+    for j, spec in enumerate(specs):
+        by = {f"{r['layer']}/{'W' if r['role'] == 'weight' else 'A'}": r["sqnr_db"] for r in rows if r["format"] == spec}
+        ys = [min(by.get(t, 0.0), 200.0) for t in tensors]  # a lossless tensor (inf dB) is drawn at 200 dB
+        ax.bar([i + j * width for i in range(len(tensors))], ys, width, label=spec)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(tensors))], tensors, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("output SQNR (dB)")
+    ax.set_title("sensitivity: one tensor quantized at a time")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    png = path.with_suffix(".png")
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png
+
+
+def to_table(rows: list[Row], metric: str = "sqnr_db") -> dict:
+    """``{search.Tensor: {format: error}}`` for :meth:`mase_compiler.search.Problem.build`: noise power
+    ``10^(-SQNR/10)`` from ``sqnr_db`` (relative to the output power), or the ``kl`` / ``loss_delta`` value."""
+    from mase_compiler.search import Tensor, error_from_sqnr
+
+    table: dict = {}
+    for r in rows:
+        t = Tensor(r["layer"], r["role"], r["elements"])
+        v = r[metric]
+        if isinstance(v, str):
+            v = float(v)
+        if v is None:
+            raise ValueError(f"sensitivity metric {metric!r} must be measured for every row, not missing for {t.key}")
+        table.setdefault(t, {})[r["format"]] = error_from_sqnr(v) if metric == "sqnr_db" else float(v)
+    return table
+
+
+__all__ = ["Sensitivity", "measure", "to_table", "write"]
