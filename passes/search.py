@@ -85,7 +85,7 @@ class Search(ModulePass):
         got = [Interpreter(model)(b) for b in session.calibration]
         measured = sqnr_db(_flat(ref), _flat(got))
         predicted = _sqnr(solution.error)
-        notes = {"pipeline": pipeline, "strategy": self.strategy, "budget_bits": float(self.budget),
+        notes = {"pipeline": pipeline, "strategy": self.strategy, "budget_bits": float(self.budget), "evaluations": len(rows),
                  "avg_bits": solution.avg_bits, "predicted_sqnr_db": predicted, "measured_sqnr_db": measured,
                  "formats": {f"{layer}/{role}": fmt for (layer, role), fmt in solution.formats.items()}}
         session.notes.update({f"search_{k}": v for k, v in notes.items()})
