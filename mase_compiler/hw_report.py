@@ -27,11 +27,10 @@ def _param_value(text: str | int) -> int | str:
         return text.strip('"')
     if text == "(-2147483647 - 1)":
         return -(2**31)
-    m = re.fullmatch(r"(-?)(?:\d+'s?[bdh])?(\w+)", text)
+    m = re.fullmatch(r"(-?)(?:\d+'s?([bdh]))?(\w+)", text)
     if m is None:
         raise ValueError(f"cannot read the SV parameter value {text!r}")
-    base = {"b": 2, "h": 16}.get(text.split("'")[1][-1], 10) if "'" in text else 10
-    v = int(m.group(2), base)
+    v = int(m.group(3), {"b": 2, "h": 16}.get(m.group(2) or "d", 10))
     return -v if m.group(1) else v
 
 
