@@ -71,7 +71,7 @@ def emit(model, out, inputs=None, n_vectors: int = 16, seed: int = 0) -> dict:
     out = Path(out)
     (out / "vectors").mkdir(parents=True, exist_ok=True)
     consts: list[str] = []
-    calls: list[str] = []
+    fork_of: dict[str, str] = {}  # stream name -> the call of its copy stage
     buffers: list[str] = []
     forks: list[str] = []
     # The array each reader of a stream reads: the stream itself, or its copy for that reader.
@@ -103,11 +103,10 @@ def emit(model, out, inputs=None, n_vectors: int = 16, seed: int = 0) -> dict:
         forks.append(f"static void fork_{s.name}(const {ct} in[{s.numel}], {outs}) {{\n#pragma HLS INLINE off\n"
                      f"    for (int i = 0; i < {s.numel}; ++i) {{\n#pragma HLS PIPELINE II=1\n"
                      f"        const {ct} v = in[i];\n        {body}\n    }}\n}}")
-        calls.append(f"    fork_{s.name}({array_of(s)}, {', '.join(names)});")
+        fork_of[s.name] = f"    fork_{s.name}({array_of(s)}, {', '.join(names)});"
     out_stream = graph.output
     # Calls in topological order, after each producer's fork.
     ordered: list[str] = []
-    fork_of = {c.split("(")[0].strip().removeprefix("fork_"): c for c in calls}
     if graph.input.name in fork_of:
         ordered.append(fork_of[graph.input.name])
     for node in graph.nodes:
