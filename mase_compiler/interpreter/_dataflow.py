@@ -89,9 +89,7 @@ def _gather(op, env):
     out = torch_dtype(op.results[0].type)
 
     def gather(q: torch.Tensor) -> torch.Tensor:
-        flat = q.to(torch.int64).reshape(q.shape[0], -1)
-        vals = flat[:, index.clamp(min=0)]
-        return torch.where(index < 0, pad, vals).reshape(q.shape[0], *item).to(out)
+        return intops.gather(q, index, pad, batch=1).reshape(q.shape[0], *item).to(out)
 
     return gather
 

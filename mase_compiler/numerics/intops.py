@@ -70,12 +70,13 @@ def lut(q: torch.Tensor, table: torch.Tensor, lo_in: int) -> torch.Tensor:
     return table[(_i64(q) - lo_in).clamp(0, table.numel() - 1)]
 
 
-def gather(q: torch.Tensor, index: torch.Tensor, pad: int) -> torch.Tensor:
-    """``dataflow.gather`` on one item ``q`` (any shape): ``out[i] = q.flat[index[i]]``, ``pad`` where the
-    index is negative (zero padding of a convolution, on the code grid)."""
-    flat = _i64(q).reshape(-1)
+def gather(q: torch.Tensor, index: torch.Tensor, pad: int, batch: int = 0) -> torch.Tensor:
+    """``dataflow.gather`` on each item of ``q`` (its first ``batch`` axes index the items, the rest is one
+    item): ``out[i] = item.flat[index[i]]``, ``pad`` where the index is negative (zero padding of a
+    convolution, on the code grid).  The result has shape ``q.shape[:batch] + index.shape``."""
+    flat = _i64(q).reshape(*q.shape[:batch], -1)
     idx = _i64(index)
-    out = flat[idx.clamp(min=0)]
+    out = flat[..., idx.clamp(min=0)]
     return torch.where(idx < 0, torch.full_like(out, pad), out)
 
 
