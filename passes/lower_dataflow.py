@@ -229,30 +229,30 @@ class _Lowering:
         return self.ranges[v]
 
     def _calibrate(self, func) -> None:
+        """Min/max of every float value over the calibration batches (calibrate's min-max observer: the same
+        handling of non-finite and mask-sized values)."""
         batches = self.session.calibration
         if not batches:
             return
+        from mase_compiler.calibration.observers import MinMaxObserver
         from mase_compiler.interpreter import Interpreter
 
-        ranges: dict[SSAValue, list[float]] = {}
+        seen: dict[SSAValue, MinMaxObserver] = {}
+
+        def record(v: SSAValue, t) -> None:
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel():
+                seen.setdefault(v, MinMaxObserver()).update(t)
 
         def observe(op, ins, outs):
             for r, t in zip(op.results, outs if isinstance(outs, (tuple, list)) else (outs,)):
-                if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel():
-                    finite = t[torch.isfinite(t)]
-                    if finite.numel():
-                        lo, hi = float(finite.min()), float(finite.max())
-                        old = ranges.get(r)
-                        ranges[r] = [min(lo, old[0]), max(hi, old[1])] if old else [lo, hi]
+                record(r, t)
 
         interp = Interpreter(self.model)
         for batch in batches:
             interp(batch, observe=observe)
             for a, name in zip(func.args, self.model.input_names):
-                x = torch.as_tensor(batch[name], dtype=torch.float32)
-                old = ranges.get(a)
-                ranges[a] = [min(float(x.min()), old[0]), max(float(x.max()), old[1])] if old else [float(x.min()), float(x.max())]
-        self.ranges = {k: (v[0], v[1]) for k, v in ranges.items()}
+                record(a, torch.as_tensor(batch[name], dtype=torch.float32))
+        self.ranges = {v: (o.min, o.max) for v, o in seen.items() if o.count}
 
     # ---- grids users want ---------------------------------------------------------------------
     def _cast_enc(self, cast: CastOp) -> Enc:
