@@ -56,7 +56,7 @@ def test_a_larger_budget_never_predicts_worse(tmp_path):
 
 
 def test_bad_options_and_budgets_are_one_line_errors(tmp_path):
-    with pytest.raises(PipelineError, match="search strategy must be ilp or greedy, not 'tpe'"):
+    with pytest.raises(PipelineError, match="search strategy must be ilp, greedy or evolution, not 'tpe'"):
         _search(tmp_path, "search{strategy=tpe}")
     with pytest.raises(PipelineError, match="unknown number format"):
         _search(tmp_path, 'search{formats="mxfp5"}')

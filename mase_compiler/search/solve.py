@@ -16,6 +16,8 @@ deterministic (no randomness; ties broken by tensor and candidate order).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
+
 import numpy as np
 
 from .problem import Budget, Problem, Solution
@@ -93,14 +95,24 @@ def solve_ilp(problem: Problem, budget: float | Budget) -> Solution:
     return sol
 
 
-def solve_greedy(problem: Problem, budget: float | Budget) -> Solution:
-    """Greedy on sensitivity: least error per cost saved first; feasible, not always optimal."""
+def solve_greedy(problem: Problem, budget: float | Budget, start: Sequence[int] | None = None,
+                 fill: bool = True) -> Solution:
+    """Greedy on sensitivity: least error per cost saved first; feasible, not always optimal.
+
+    ``start`` (one choice index per tensor) replaces the least-error start: the greedy then repairs
+    that assignment to meet the budget (the evolutionary search's repair); ``fill=False`` leaves
+    what budget is left unspent instead of taking the most useful upgrades that fit."""
     budget = _budget(budget)
     _check_reachable(problem, budget)
     rows = _cost_rows(problem, budget)
     offsets = list(itertools.accumulate((len(cs) for cs in problem.choices), initial=0))[:-1]
     # Least error first; among equal errors, the cheapest.
-    picks = [min(range(len(cs)), key=lambda j, cs=cs: (cs[j].error, cs[j].bits, cs[j].area)) for cs in problem.choices]
+    if start is None:
+        picks = [min(range(len(cs)), key=lambda j, cs=cs: (cs[j].error, cs[j].bits, cs[j].area)) for cs in problem.choices]
+    elif len(start) != len(problem.choices) or not all(0 <= p < len(cs) for p, cs in zip(start, problem.choices)):
+        raise ValueError(f"greedy start must pick one candidate index per tensor ({len(problem.choices)}), not {list(start)}")
+    else:
+        picks = [int(p) for p in start]
     tol = 1e-9
 
     def delta(i: int, j: int) -> list[float]:
@@ -128,7 +140,7 @@ def solve_greedy(problem: Problem, budget: float | Budget) -> Solution:
         slack = [s - d for s, d in zip(slack, delta(i, j))]
         picks[i] = j
     # Spend what the last downgrade left over: the upgrade with the largest error drop that still fits.
-    while True:
+    while fill:
         best_gain, move = 0.0, None
         for i, cs in enumerate(problem.choices):
             for j, ch in enumerate(cs):
