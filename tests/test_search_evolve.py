@@ -182,3 +182,38 @@ def test_bad_evolution_options_are_one_line_errors(tmp_path, options, message):
     model = _model(_dir(tmp_path / "m"))
     with pytest.raises(PipelineError, match=message):
         run_pipeline(model, f"search{{{options}}}", session=Session(model, calibration=_calib()))
+
+
+def test_masec_compile_replays_the_search_to_the_accuracy_it_reported(tmp_path):
+    """The acceptance path as a user runs it: the CLI's search, then the CLI with the pipeline it reported."""
+    from mase_compiler import hw_examples
+    from mase_compiler.backends import pytorch as pt
+    from mase_compiler.cli import main
+
+    folder = hw_examples.write("mlp", tmp_path / "mlp")
+    assert main(["compile", str(folder), "-p", 'search{formats="int8,mxint8,mxfp4" budget=9 strategy=evolution trials=8}',
+                 "--target", "pytorch", "-o", str(tmp_path / "searched")]) == 0
+    notes = next(p["notes"] for p in json.loads((tmp_path / "searched" / "compile.json").read_text())["passes"]
+                 if p["pass"] == "search")
+    assert main(["compile", str(folder), "-p", notes["search_pipeline"], "--target", "pytorch",
+                 "-o", str(tmp_path / "replayed")]) == 0
+    assert (tmp_path / "replayed" / "quantized.mlir").read_text() == (tmp_path / "searched" / "quantized.mlir").read_text()
+    # The emitted PyTorch model of the replay, on the calibration data the search scored on, against FP32.
+    mod = pt.load_module(tmp_path / "replayed")
+    module = mod.load(tmp_path / "replayed", "cpu")
+    fp32 = _onnx_runtime(folder / "model.onnx")
+    with np.load(folder / "calib.npz") as calib:
+        x = calib[calib.files[0]]
+    batches = [x[i:i + 8] for i in range(0, len(x), 8)]  # the CLI's default calibration batching
+    with torch.no_grad():
+        got = torch.cat([next(iter(module(torch.from_numpy(b)).values())).reshape(-1) for b in batches])
+    ref = torch.cat([torch.from_numpy(fp32(b)).reshape(-1) for b in batches])
+    assert sqnr_db(ref, got) == pytest.approx(notes["search_accuracy"], abs=1e-3)
+
+
+def _onnx_runtime(path):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x})[0]
