@@ -20,10 +20,15 @@ Block-based Quantisation", on MX-like formats) over the OCP Microscaling formats
 each pair quantizes a fresh copy of the IR (static activation scales come from ONE ``calibrate`` run on a
 copy made up front) and re-runs the whole model over all batches; FP32 prefixes are not cached.
 
+Each row's ``bits`` is the tensor's exact storage per element in that format (:func:`mase_compiler.cost.tensor_bytes`
+for its shape and the axis ``quantize`` would block along: every scale, and the padding of MX blocks longer than
+a short reduction axis, included; an activation is priced per calibration batch, the first), not the format's
+asymptotic figure: mxfp4 on a K = 8 axis stores 17 bits per element, not 4.25.
+
 The table (a list of JSON rows) goes to ``session.notes["sensitivity"]``; with ``out=PATH`` it is also
 written as JSON to PATH and plotted (SQNR per tensor and format) to PATH with a ``.png`` suffix.
 :func:`mase_compiler.passes.sensitivity.to_table` turns it into the ``{Tensor: {format: error}}`` table
-that :meth:`mase_compiler.search.Problem.build` takes.
+(a :class:`mase_compiler.search.Table`, carrying the rows' bits) that :meth:`mase_compiler.search.Problem.build` takes.
 
 Options: ``formats`` (comma-separated specs, default ``int8,mxint8,mxfp4``), ``tensors``
 (``weights|activations|both``), ``out`` (a JSON path, or empty), ``ops`` (default ``matmul,conv``),
@@ -43,7 +48,6 @@ from typing import Any
 import torch
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 
 from mase_compiler.metrics import cosine, sqnr_db
@@ -127,7 +131,8 @@ def measure(model: Model, batches: list[dict], specs: tuple[str, ...], roles: tu
         calibrated = base.text()
     logits = all(t.ndim >= 2 and t.shape[-1] >= 2 for t in ref[0].values())
     rows = []
-    for (layer, role), elements in targets.items():
+    for (layer, role), shapes in targets.items():
+        elements = sum(s.elements(role) for s in shapes)
         for spec in specs:
             q = _copy(model, calibrated if role == "activation" else text)
             pair = f"{spec}/none" if role == "weight" else f"none/{spec}"
@@ -135,40 +140,24 @@ def measure(model: Model, batches: list[dict], specs: tuple[str, ...], roles: tu
             got = [Interpreter(q)(b) for b in batches]
             r, a = _flat(ref), _flat(got)
             q_loss = _mean_loss(loss, got, batches)
+            bits = sum(s.storage_bits(role, spec) for s in shapes) / elements
             rows.append({"layer": layer, "role": role, "elements": elements, "format": spec,
-                         "bits": float(parse(spec).bits_per_element), "sqnr_db": sqnr_db(r, a), "cosine": cosine(r, a),
+                         "bits": bits, "sqnr_db": sqnr_db(r, a), "cosine": cosine(r, a),
                          "kl": _kl(ref, got), "logits": logits,
                          "loss_delta": None if ref_loss is None or q_loss is None else q_loss - ref_loss})
     return rows
 
 
-def _targets(model: Model, ops: str, roles: tuple[str, ...], batch: dict) -> dict[tuple[str, str], int]:
-    """``{(layer, role): elements}`` of the operands quantize would cast (activations: per batch of ``batch``)."""
-    from mase_compiler.interpreter import Interpreter
+def _targets(model: Model, ops: str, roles: tuple[str, ...], batch: dict) -> dict[tuple[str, str], list]:
+    """``{(layer, role): [LayerShape, ...]}``: the ops whose ``role`` operands quantize would cast, under their
+    layer name (usually one op), with concrete shapes from one run on ``batch``, in IR then operand order."""
+    from mase_compiler.search.hardware import op_shapes
 
-    from .quantize import Quantize
-
-    acts: dict[Operation, list[tuple[str, int]]] = {}
-    out: dict[tuple[str, str], int] = {}
-    seen_weights: set[tuple[str, str]] = set()
-    for target, name, index, _kind, _fmt, weight in Quantize(default="mxint8", ops=ops).actions(model.module):
-        role = "weight" if weight is not None else "activation"
-        if role not in roles:
-            continue
-        out.setdefault((name, role), 0)
-        if weight is not None:
-            wname = weight[0].sym_name.data
-            if (name, wname) not in seen_weights:
-                seen_weights.add((name, wname))
-                out[(name, role)] += int(model.weights.tensor(wname).numel())
-        else:
-            acts.setdefault(target, []).append((name, index))
-    if acts:
-        def observe(o: Operation, operands: list, results: tuple) -> None:
-            for name, index in acts.pop(o, []):
-                out[(name, "activation")] += int(operands[index].numel())
-
-        Interpreter(model)(batch, observe=observe)
+    out: dict[tuple[str, str], list] = {}
+    for shape in op_shapes(model, batch, ops):
+        for role in dict.fromkeys(o.role for o in shape.operands):
+            if role in roles:
+                out.setdefault((shape.layer, role), []).append(shape)
     return out
 
 
@@ -259,10 +248,12 @@ def write(rows: list[Row], path: Path) -> Path:
 
 def to_table(rows: list[Row], metric: str = "sqnr_db") -> dict:
     """``{search.Tensor: {format: error}}`` for :meth:`mase_compiler.search.Problem.build`: noise power
-    ``10^(-SQNR/10)`` from ``sqnr_db`` (relative to the output power), or the ``kl`` / ``loss_delta`` value."""
-    from mase_compiler.search import Tensor, error_from_sqnr
+    ``10^(-SQNR/10)`` from ``sqnr_db`` (relative to the output power), or the ``kl`` / ``loss_delta`` value.
+    It is a :class:`mase_compiler.search.Table`: its ``bits`` are the rows' exact bits, which ``Problem.build``
+    uses (rows without ``bits``, from older tables, leave the format's asymptotic figure)."""
+    from mase_compiler.search import Table, Tensor, error_from_sqnr
 
-    table: dict = {}
+    table = Table()
     for r in rows:
         t = Tensor(r["layer"], r["role"], r["elements"])
         v = r[metric]
@@ -271,6 +262,8 @@ def to_table(rows: list[Row], metric: str = "sqnr_db") -> dict:
         if v is None:
             raise ValueError(f"sensitivity metric {metric!r} must be measured for every row, not missing for {t.key}")
         table.setdefault(t, {})[r["format"]] = error_from_sqnr(v) if metric == "sqnr_db" else float(v)
+        if r.get("bits") is not None:
+            table.bits[(t.key, r["format"])] = float(r["bits"])
     return table
 
 

@@ -79,7 +79,7 @@ def test_evolution_is_reproducible_and_seed_dependent():
 def _search(tmp_path, name: str, options: str):
     model = _model(_dir(tmp_path / name))
     session = Session(model, calibration=_calib())
-    run_pipeline(model, f'search{{formats="{FORMATS}" budget=6 strategy=evolution {options}}}', session=session)
+    run_pipeline(model, f'search{{formats="{FORMATS}" budget=12 strategy=evolution {options}}}', session=session)
     return model, session.notes
 
 
@@ -90,7 +90,7 @@ def _dir(p):
 
 def test_the_chosen_pipeline_replays_to_the_accuracy_the_search_reported(tmp_path):
     searched, notes = _search(tmp_path, "a", f'trials=12 population=4 out="{tmp_path}/s.json"')
-    assert notes["search_avg_bits"] <= 6 + 1e-9 and notes["search_trials"] == 12
+    assert notes["search_avg_bits"] <= 12 + 1e-9 and notes["search_trials"] == 12
     # The evaluator's score of the choice is the SQNR the replay measures (metric=sqnr).
     assert notes["search_accuracy"] == pytest.approx(notes["search_measured_sqnr_db"], abs=1e-9)
     fp32, replay = _model(_dir(tmp_path / "fp32")), _model(_dir(tmp_path / "replay"))
@@ -109,7 +109,7 @@ def test_the_chosen_pipeline_replays_to_the_accuracy_the_search_reported(tmp_pat
 def _search_ilp(tmp_path):
     model = _model(_dir(tmp_path / "ilp"))
     session = Session(model, calibration=_calib())
-    run_pipeline(model, f'search{{formats="{FORMATS}" budget=6}}', session=session)
+    run_pipeline(model, f'search{{formats="{FORMATS}" budget=12}}', session=session)
     return model, session.notes
 
 
@@ -167,7 +167,7 @@ def test_a_journal_of_another_search_is_refused(tmp_path):
     _search(tmp_path, "a", f'trials=4 population=2 resume="{journal}"')
     model = _model(_dir(tmp_path / "b"))
     with pytest.raises(PipelineError, match="was written for another model, data or options"):
-        run_pipeline(model, f'search{{formats="int8,mxfp4" budget=6 strategy=evolution resume="{journal}"}}',
+        run_pipeline(model, f'search{{formats="int8,mxfp4" budget=12 strategy=evolution resume="{journal}"}}',
                      session=Session(model, calibration=_calib()))
 
 

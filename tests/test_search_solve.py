@@ -17,7 +17,7 @@ from mase_compiler.dialects.quant import CastOp
 from mase_compiler.driver import opt
 from mase_compiler.pipeline import expanded_text
 from mase_compiler.search import (
-    Budget, Choice, InfeasibleBudget, Point, Problem, Tensor, bits_of, brute_force, error_from_sqnr, optima,
+    Budget, Choice, InfeasibleBudget, Point, Problem, Tensor, bits_of, brute_force, dominates, error_from_sqnr, optima,
     pareto_front, point_of, solve_greedy, solve_ilp, sweep, to_pipeline, write_pareto,
 )
 
@@ -27,16 +27,18 @@ from test_quantize import _calib, _model  # noqa: E402  (the tiny MLP: matmul fc
 POOL = ["mxint8", "mxfp8_e4m3", "mxfp6_e2m3", "mxfp4", "int8", "fp8_e4m3", "mxint8:block=16", "int4:group=128", "mxfp4:block=16"]
 
 
-def _random_problem(seed: int, area: bool = False) -> Problem:
-    """3-5 tensors x 3-4 real formats; errors shrink with bits on average but not always."""
+def _random_problem(seed: int, area: bool = False, energy: bool = False) -> Problem:
+    """3-5 tensors x 3-4 real formats; errors shrink with bits on average but not always; area grows with
+    bits, energy with bits squared (a multiplier), each with its own noise, so the limits pull apart."""
     rng = np.random.default_rng(seed)
-    table, areas = {}, {}
+    table, areas, energies = {}, {}, {}
     for i in range(int(rng.integers(3, 6))):
         t = Tensor(f"layer{i}", "weight" if i % 2 == 0 else "activation", int(rng.integers(16, 5000)))
         fmts = [POOL[j] for j in rng.choice(len(POOL), size=int(rng.integers(3, 5)), replace=False)]
         table[t] = {f: float(rng.exponential() * t.elements * 2.0 ** -bits_of(f)) for f in fmts}
         areas.update({(t.key, f): float(rng.uniform(1, 10) * bits_of(f)) for f in fmts})
-    return Problem.build(table, areas if area else None)
+        energies.update({(t.key, f): float(rng.uniform(0.5, 2) * bits_of(f) ** 2) for f in fmts})
+    return Problem.build(table, areas if area else None, energies if energy else None)
 
 
 def _range(problem: Problem) -> tuple[float, float]:
@@ -94,6 +96,47 @@ def test_bytes_and_area_limits_match_brute_force(seed):
     assert greedy.meets(budget) and greedy.error >= ilp.error * (1 - 1e-9)
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_energy_and_area_limits_match_brute_force(seed):
+    problem = _random_problem(seed, area=True, energy=True)
+    rng = np.random.default_rng(300 + seed)
+    lo = sum(min(c.energy for c in cs) for cs in problem.choices)
+    hi = sum(max(c.energy for c in cs) for cs in problem.choices)
+    full_area = sum(max(c.area for c in cs) for cs in problem.choices)
+    budget = Budget(energy=float(rng.uniform(lo, hi)), area=float(rng.uniform(0.5, 1.0)) * full_area if seed % 2 else None)
+    try:
+        dear = brute_force(problem, budget)
+    except InfeasibleBudget:
+        with pytest.raises(InfeasibleBudget, match="meets the budget|must be at least"):
+            solve_ilp(problem, budget)
+        return
+    ilp = solve_ilp(problem, budget)
+    assert ilp.meets(budget) and ilp.error == pytest.approx(dear.error, rel=1e-9, abs=1e-12)
+    assert ilp.energy <= budget.energy * (1 + 1e-9)
+    if len(optima(problem, budget)) == 1:
+        assert ilp.picks == dear.picks
+    greedy = solve_greedy(problem, budget)
+    assert greedy.meets(budget) and greedy.error >= ilp.error * (1 - 1e-9)
+
+
+def test_energy_limit_binds_and_is_reported():
+    # Two tensors; the accurate format costs 10 pJ, the cheap one 1 pJ.  12 pJ allows one accurate tensor:
+    # the more sensitive one, b.  Below 2 pJ nothing fits, in one line.
+    a, b = Tensor("a", "weight", 100), Tensor("b", "weight", 100)
+    problem = Problem.build({a: {"mxint8": 0.0, "mxfp4": 1.0}, b: {"mxint8": 0.0, "mxfp4": 3.0}},
+                            energy={(k, f): e for k in ("a/W", "b/W") for f, e in (("mxint8", 10.0), ("mxfp4", 1.0))})
+    for solver in (solve_ilp, solve_greedy, brute_force):
+        sol = solver(problem, Budget(energy=12.0))
+        assert sol.formats == {("a", "weight"): "mxfp4", ("b", "weight"): "mxint8"} and sol.energy == 11.0
+        with pytest.raises(InfeasibleBudget, match=r"^budget energy must be at least 2 \(the cheapest candidates everywhere\), not 1\.5$"):
+            solver(problem, Budget(energy=1.5))
+    assert str(Budget(avg_bits=8, energy=12.0)) == "avg bits <= 8, energy <= 12"
+    assert solve_ilp(problem, Budget(energy=12.0)).to_json()["energy"] == 11.0
+    # sweep adds the energy limit to every bits budget
+    assert [s.energy for _, s in sweep(problem, [6.25, 8.25], limits=Budget(energy=12.0))] == [11.0, 11.0]
+    assert [s.energy for _, s in sweep(problem, [6.25, 8.25])] == [11.0, 20.0]
+
+
 def test_hand_made_problem_has_the_known_optimum():
     # Two equal weights of 100 elements: 4.5 average bits allows one int8 (8.25 with scales in MX) only
     # if the other drops to mxfp4 (4.25); the cheaper error is upgrading the more sensitive tensor.
@@ -139,7 +182,7 @@ def test_jointly_infeasible_limits_are_reported():
 
 def test_problem_validation_messages():
     a = Tensor("a", "weight", 4)
-    with pytest.raises(ValueError, match="role must be weight or activation, not 'bias'"):
+    with pytest.raises(ValueError, match="role must be weight, activation or layer, not 'bias'"):
         Tensor("a", "bias", 4)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at least one candidate"):
         Problem((a,), ((),))
@@ -177,6 +220,13 @@ def test_pareto_front_keeps_exactly_the_non_dominated_points(tmp_path):
     assert [p["label"] for p in data["front"]] == [p.label for p in front]
     assert [p["label"] for p in data["points"] if p["pareto"]] == ["int8", "mxint8", "mxfp4", "mixed-small", "tiny-area"]
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_energy_is_a_pareto_axis():
+    cheap, dear = Point(0.9, 8.0, 100, "cheap", energy=5.0), Point(0.9, 8.0, 100, "dear", energy=9.0)
+    lean = Point(0.8, 8.0, 100, "lean", energy=1.0)
+    assert dominates(cheap, dear) and not dominates(cheap, lean) and not dominates(lean, cheap)
+    assert [p.label for p in pareto_front([dear, cheap, lean])] == ["lean", "cheap"]
 
 
 def test_ilp_sweep_is_a_monotone_front():

@@ -52,7 +52,14 @@ def test_sensitivity_ranks_mxfp4_worse_than_int8_on_every_tensor(tmp_path):
         assert fp4["sqnr_db"] < i8["sqnr_db"] - 10, (layer, role)
         assert fp4["cosine"] < i8["cosine"] < 1.0
         assert fp4["kl"] > i8["kl"] > 0.0
-        assert i8["bits"] == 8.0 and fp4["bits"] == 4.25 and i8["logits"] is True
+        assert i8["logits"] is True
+    # Exact storage per tensor (cost.tensor_bytes), not the asymptotic 8 / 4.25: per-tensor int8 adds one
+    # float32 scale; mxfp4 pads fc1's K = 16 and fc2's K = 8 to 32-element blocks of 16 + 1 bytes.
+    n = {("fc1", "weight"): 128, ("fc1", "activation"): 80, ("fc2", "weight"): 32, ("fc2", "activation"): 40}
+    blocks = {("fc1", "weight"): 8, ("fc1", "activation"): 5, ("fc2", "weight"): 4, ("fc2", "activation"): 5}
+    for key, elements in n.items():
+        assert by[(*key, "int8")]["bits"] == (elements + 4) * 8 / elements
+        assert by[(*key, "mxfp4")]["bits"] == blocks[key] * 17 * 8 / elements
 
 
 def _fq(x: torch.Tensor, amax: float) -> torch.Tensor:
@@ -117,12 +124,17 @@ def test_sensitivity_is_deterministic(tmp_path):
 
 
 def test_sensitivity_table_feeds_the_search(tmp_path):
-    rows = _run(_model(tmp_path), 'sensitivity{formats="int8,mxfp4"}', _calib())["notes"]["sensitivity"]
+    rows = _run(_model(tmp_path), 'sensitivity{formats="int8,mxfp4,mxfp4:block=8"}', _calib())["notes"]["sensitivity"]
     problem = Problem.build(to_table(rows))
-    assert len(problem.tensors) == 4 and problem.size() == 2**4
-    # A budget of 4.25 bits forces mxfp4 everywhere; a generous one picks the least error, int8 here.
-    assert set(solve_ilp(problem, 4.25).formats.values()) == {"mxfp4"}
+    assert len(problem.tensors) == 4 and problem.size() == 3**4
+    # The problem prices tensors with the rows' exact bits: mxfp4:block=8 fits K = 8 and 16 exactly,
+    # 4 + 8 / 8 = 5 bits, while 32-element mxfp4 blocks pad to 8.5 and 17 bits, more than int8's 8.25-9.
+    assert {c.bits for cs in problem.choices for c in cs if c.format == "mxfp4:block=8"} == {5.0}
+    # So a budget of 5 bits forces mxfp4:block=8 everywhere; a generous one picks the least error, int8
+    # here; padded mxfp4 costs more bits than int8 and errs more, so no budget picks it.
+    assert set(solve_ilp(problem, 5.0).formats.values()) == {"mxfp4:block=8"}
     assert set(solve_ilp(problem, 32).formats.values()) == {"int8"}
+    assert all("mxfp4" not in solve_ilp(problem, b).formats.values() for b in (5.5, 6.5, 7.5, 8.5))
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -1,4 +1,4 @@
-"""Pareto fronts of searched configurations: accuracy (higher is better) vs bits vs area (lower is better).
+"""Pareto fronts of searched configurations: accuracy (higher is better) vs bits, area and energy (lower is better).
 
 ``pareto_front`` keeps the non-dominated points; ``write_pareto`` records all points and the
 front as JSON and a PNG (bits on x, accuracy on y, area as colour).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .problem import Budget, Problem, Solution
@@ -23,37 +23,39 @@ class Point:
     area: float = 0.0
     label: str = ""
     pipeline: str = ""
+    energy: float = 0.0  # last: positional callers predate it
 
 
 def dominates(p: Point, q: Point) -> bool:
-    """``p`` is at least as good as ``q`` on accuracy, bits and area, and better on one."""
-    no_worse = p.accuracy >= q.accuracy and p.bits <= q.bits and p.area <= q.area
-    better = p.accuracy > q.accuracy or p.bits < q.bits or p.area < q.area
+    """``p`` is at least as good as ``q`` on accuracy, bits, area and energy, and better on one."""
+    no_worse = p.accuracy >= q.accuracy and p.bits <= q.bits and p.area <= q.area and p.energy <= q.energy
+    better = p.accuracy > q.accuracy or p.bits < q.bits or p.area < q.area or p.energy < q.energy
     return no_worse and better
 
 
 def pareto_front(points: Iterable[Point]) -> list[Point]:
-    """The non-dominated points, by bits then area; of identical (accuracy, bits, area) points, the first."""
+    """The non-dominated points, by bits then area; of identical (accuracy, bits, area, energy) points, the first."""
     pts = list(points)
     front, seen = [], set()
     for p in pts:
-        key = (p.accuracy, p.bits, p.area)
+        key = (p.accuracy, p.bits, p.area, p.energy)
         if key in seen or any(dominates(q, p) for q in pts):
             continue
         seen.add(key)
         front.append(p)
-    return sorted(front, key=lambda p: (p.bits, p.area, -p.accuracy))
+    return sorted(front, key=lambda p: (p.bits, p.area, p.energy, -p.accuracy))
 
 
-def sweep(problem: Problem, budgets: Sequence[float], solver=None) -> list[tuple[float, Solution]]:
-    """The solver's solution at each average-bits budget (infeasible budgets skipped)."""
+def sweep(problem: Problem, budgets: Sequence[float], solver=None, limits: Budget = Budget()) -> list[tuple[float, Solution]]:
+    """The solver's solution at each average-bits budget (infeasible budgets skipped); ``limits`` adds
+    its bytes / area / energy limits to every one (e.g. the energy of int8 everywhere)."""
     from .solve import InfeasibleBudget, solve_ilp
 
     solver = solver or solve_ilp
     out = []
     for b in budgets:
         try:
-            out.append((b, solver(problem, Budget(avg_bits=b))))
+            out.append((b, solver(problem, replace(limits, avg_bits=b))))
         except InfeasibleBudget:
             continue
     return out
@@ -61,7 +63,7 @@ def sweep(problem: Problem, budgets: Sequence[float], solver=None) -> list[tuple
 
 def point_of(solution: Solution, label: str = "", pipeline: str = "") -> Point:
     """A point from the additive model alone: accuracy is the negated predicted error."""
-    return Point(-solution.error, solution.avg_bits, solution.area, label, pipeline)
+    return Point(-solution.error, solution.avg_bits, solution.area, label, pipeline, solution.energy)
 
 
 def write_pareto(points: Sequence[Point], stem: str | Path, title: str = "Pareto front") -> tuple[Path, Path]:

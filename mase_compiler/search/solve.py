@@ -5,7 +5,7 @@ deterministic (no randomness; ties broken by tensor and candidate order).
 
 - :func:`solve_ilp`: one binary ``x[t, f]`` per (tensor, format), ``sum_f x[t, f] = 1``,
   ``sum x[t, f] * n_t * bits[t, f] <= B * sum n_t`` (element-weighted average bits), and the
-  optional bytes / area rows; scipy's ``milp`` (HiGHS branch and bound) with a zero gap, so the
+  optional bytes / area / energy rows; scipy's ``milp`` (HiGHS branch and bound) with a zero gap, so the
   result is optimal, as the brute-force test checks.
 - :func:`solve_greedy`: start from the least-error format everywhere, repeatedly take the
   downgrade with the least error increase per unit of (normalized) violated cost saved until the
@@ -40,9 +40,11 @@ def _check_reachable(problem: Problem, budget: Budget) -> None:
     n = problem.elements
     cheapest_bits = sum(t.elements * min(c.bits for c in cs) for t, cs in zip(problem.tensors, problem.choices))
     cheapest_area = sum(min(c.area for c in cs) for cs in problem.choices)
+    cheapest_energy = sum(min(c.energy for c in cs) for cs in problem.choices)
     for what, floor, limit in (("average bits", cheapest_bits / n, budget.avg_bits),
                                ("bytes", cheapest_bits / 8, budget.bytes),
-                               ("area", cheapest_area, budget.area)):
+                               ("area", cheapest_area, budget.area),
+                               ("energy", cheapest_energy, budget.energy)):
         if limit is not None and floor > limit + 1e-9 * max(1.0, abs(limit)):
             raise InfeasibleBudget(f"budget {what} must be at least {floor:g} (the cheapest candidates everywhere), not {limit:g}")
 
@@ -52,6 +54,7 @@ def _cost_rows(problem: Problem, budget: Budget) -> list[tuple[np.ndarray, float
     n = problem.elements
     bits = np.array([t.elements * c.bits for t, cs in zip(problem.tensors, problem.choices) for c in cs], dtype=np.float64)
     area = np.array([c.area for cs in problem.choices for c in cs], dtype=np.float64)
+    energy = np.array([c.energy for cs in problem.choices for c in cs], dtype=np.float64)
     rows = []
     if budget.avg_bits is not None:
         rows.append((bits / n, budget.avg_bits))
@@ -59,6 +62,8 @@ def _cost_rows(problem: Problem, budget: Budget) -> list[tuple[np.ndarray, float
         rows.append((bits / 8, budget.bytes))
     if budget.area is not None:
         rows.append((area, budget.area))
+    if budget.energy is not None:
+        rows.append((energy, budget.energy))
     return [(cost / max(abs(limit), 1e-12), limit / max(abs(limit), 1e-12)) for cost, limit in rows]
 
 
@@ -108,7 +113,7 @@ def solve_greedy(problem: Problem, budget: float | Budget, start: Sequence[int] 
     offsets = list(itertools.accumulate((len(cs) for cs in problem.choices), initial=0))[:-1]
     # Least error first; among equal errors, the cheapest.
     if start is None:
-        picks = [min(range(len(cs)), key=lambda j, cs=cs: (cs[j].error, cs[j].bits, cs[j].area)) for cs in problem.choices]
+        picks = [min(range(len(cs)), key=lambda j, cs=cs: (cs[j].error, cs[j].bits, cs[j].area, cs[j].energy)) for cs in problem.choices]
     elif len(start) != len(problem.choices) or not all(0 <= p < len(cs) for p, cs in zip(start, problem.choices)):
         raise ValueError(f"greedy start must pick one candidate index per tensor ({len(problem.choices)}), not {list(start)}")
     else:
