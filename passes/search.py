@@ -57,6 +57,10 @@ class Search(ModulePass):
     tensors: str = "both"
     method: str = "minmax"  # calibration of static activation formats
     out: str = ""
+    # hardware limits: a number (area in LUT equivalents, energy in uJ per first calibration batch) or the cost
+    # of one format (pair) everywhere, e.g. energy=int8 or energy="int8/uint8"; either makes the units layers
+    area: str | float | int = ""
+    energy: str | float | int = ""
     # evolution: real-accuracy search
     metric: str = "sqnr"
     trials: int = 64
@@ -81,6 +85,16 @@ class Search(ModulePass):
                 raise ValueError(f"search {what} must be an integer >= {low}, not {v!r}")
         if not isinstance(self.seed, int):
             raise ValueError(f"search seed must be an integer, not {self.seed!r}")
+        for what, value in (("area", self.area), ("energy", self.energy)):
+            if isinstance(value, str) and value:
+                for part in value.split("/"):
+                    try:
+                        parse(part)
+                    except ValueError as e:
+                        raise ValueError(f"search {what} must be a positive number or a format like int8 or "
+                                         f"int8/uint8: {e}") from None
+            elif not isinstance(value, str) and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"search {what} must be a positive number or a format like int8, not {value!r}")
         specs = [s.strip() for s in self.formats.split(",") if s.strip()]
         if not specs:
             raise ValueError("search formats must name at least one format, e.g. 'mxint8,mxfp4'")
@@ -91,10 +105,14 @@ class Search(ModulePass):
         from mase_compiler.interpreter import Interpreter
         from mase_compiler.metrics import sqnr_db
         from mase_compiler.pipeline import parse
-        from mase_compiler.search import Budget, Point, Problem, solve_greedy, solve_ilp, sweep, to_pipeline, write_pareto
+        from mase_compiler.progress import bar
+        from mase_compiler.search import solve_greedy, solve_ilp, to_pipeline
+        from mase_compiler.search.evaluate import open_pool
+        from mase_compiler.search.evolve import best, evolve
+        from mase_compiler.search.hardware import layer_shapes
         from mase_compiler.search.journal import Journal, fingerprint
 
-        from .sensitivity import Sensitivity, _flat, measure, to_table
+        from .sensitivity import Sensitivity, _flat, measure, payload, to_table
 
         session = current(self.name)
         if session.calibration is None:
@@ -105,22 +123,34 @@ class Search(ModulePass):
         probe = Sensitivity(formats=self.formats, tensors=self.tensors, method=self.method)
         journal = Journal(self.resume, fingerprint(model.text(), model.weights, batches, formats=probe.specs,
                                                    tensors=self.tensors, method=self.method, metric=self.metric))
-        rows = journal.rows
-        if rows is None:
-            rows = measure(model, batches, probe.specs, probe.roles, method=self.method, loss=session.loss)
-            journal.record_rows(rows)
-        problem = Problem.build(to_table(rows))
-        budget = Budget(avg_bits=float(self.budget))
+        shapes = layer_shapes(model, batches[0])
         calibrate = f"calibrate{{method={self.method}}}"
-        trials = []
-        if self.strategy == "evolution":
-            from mase_compiler.search.evolve import best
+        with contextlib.ExitStack() as stack:
+            pools: list = []
 
-            trials = self._evolve(problem, budget, probe, journal, session)
-            solution, accuracy = best(trials).solution, best(trials).accuracy
-        else:
-            solution = (solve_ilp if self.strategy == "ilp" else solve_greedy)(problem, budget)
-            accuracy = None
+            def pool():  # started on the first evaluation the journal does not hold, shared by both stages
+                if not pools:
+                    data = payload(model, batches, probe.specs, probe.roles, self.method, loss=session.loss, metric=self.metric)
+                    pools.append(stack.enter_context(open_pool(data, self.workers, self.ray)))
+                return pools[0]
+
+            rows = journal.rows
+            if rows is None:
+                with bar(session.progress, probe.count(model, batches), "search: sensitivity") as advance:
+                    rows = measure(model, batches, probe.specs, probe.roles, method=self.method, pool=pool(), advance=advance)
+                journal.record_rows(rows)
+            table = to_table(rows)
+            problem = self._problem(table, shapes)
+            budget = self._budget(problem, shapes)
+            trials: list = []
+            if self.strategy == "evolution":
+                with bar(session.progress, self.trials, "search: candidates") as advance:
+                    trials = evolve(problem, budget, self._scorer(journal, pool, advance), trials=self.trials,
+                                    population=self.population, seed=self.seed)
+                solution, accuracy = best(trials).solution, best(trials).accuracy
+            else:
+                solution = (solve_ilp if self.strategy == "ilp" else solve_greedy)(problem, budget)
+                accuracy = None
         pipeline = to_pipeline(solution, calibrate=calibrate)
 
         ref = [Interpreter(model)(b) for b in batches]
@@ -128,74 +158,91 @@ class Search(ModulePass):
             spec.apply(ctx, op)
         got = [Interpreter(model)(b) for b in batches]
         measured = sqnr_db(_flat(ref), _flat(got))
-        predicted = _sqnr(solution.error)
+        cost = _cost(solution, shapes)
         notes = {"pipeline": pipeline, "strategy": self.strategy, "budget_bits": float(self.budget),
-                 "evaluations": len(rows) + len(trials), "avg_bits": solution.avg_bits, "predicted_sqnr_db": predicted,
-                 "measured_sqnr_db": measured,
+                 "budget": str(budget), "evaluations": len(rows) + len(trials), "avg_bits": solution.avg_bits,
+                 "area_le": cost["area_le"], "energy_uj": cost["energy_pj"] / 1e6,
+                 "predicted_sqnr_db": _sqnr(solution.error), "measured_sqnr_db": measured,
                  "formats": {f"{layer}/{role}": fmt for (layer, role), fmt in solution.formats.items()}}
         if self.strategy == "evolution":
-            notes.update(metric=self.metric, accuracy=accuracy, trials=len(trials), resumed=journal.resumed,
-                         seed=self.seed)
+            notes.update(metric=self.metric, accuracy=accuracy, trials=len(trials), resumed=journal.resumed, seed=self.seed)
         session.notes.update({f"search_{k}": v for k, v in notes.items()})
         if self.out:
-            path = Path(self.out)
-            if trials:  # every evaluated candidate, scored by its measured accuracy
-                points = [Point(t.accuracy, t.solution.avg_bits, t.solution.area, f"trial {i}",
-                                to_pipeline(t.solution, calibrate=calibrate)) for i, t in enumerate(trials)]
-                title = f"search (evolution): measured {self.metric} vs bits per element"
+            self._write(Path(self.out), notes, solution, rows, problem, budget, trials, shapes, calibrate)
+
+    def _problem(self, table, shapes):
+        """Per tensor; per layer (W/A pairs, exact area and energy) when an area or energy limit is set."""
+        from mase_compiler.search import Problem
+        from mase_compiler.search.hardware import pair_problem
+
+        if self.area == "" and self.energy == "":
+            return Problem.build(table)
+        return pair_problem(table, {t.layer: shapes[t.layer] for t in table})
+
+    def _budget(self, problem, shapes):
+        """The bits budget plus the area / energy limits, a number or a uniform format's cost (``energy=int8``)."""
+        from mase_compiler.search import Budget
+        from mase_compiler.search.hardware import uniform_cost
+
+        layers = {t.layer: shapes[t.layer] for t in problem.tensors}
+        limits = {}
+        for what, value, key, unit in (("area", self.area, "area_le", 1.0), ("energy", self.energy, "energy_pj", 1e6)):
+            if value == "":
+                continue
+            if isinstance(value, (int, float)):
+                limits[what] = float(value) * unit
             else:
-                points = [Point(_sqnr(sol.error), sol.avg_bits, sol.area, f"budget {b}", to_pipeline(sol, calibrate=calibrate))
-                          for b, sol in sweep(problem, sorted({x / 4 for x in range(12, 37)} | {float(self.budget)}))]
-                title = "search: predicted output SQNR (dB) vs bits per element"
-            write_pareto(points, path.with_suffix(""), title=title)
-            path.write_text(json.dumps({**notes, "solution": solution.to_json(), "sensitivity": rows,
-                                        "pareto": [p.__dict__ for p in points]}, indent=1, default=str))
+                limits[what] = uniform_cost(layers, str(value))[key]
+        return Budget(avg_bits=float(self.budget), **limits)
 
-    def _evolve(self, problem, budget, probe, journal, session) -> list:
-        """The evolutionary search: candidates scored by real accuracy, in a pool of workers, journalled."""
+    def _scorer(self, journal, pool, advance):
+        """The evolution's batch scorer: journalled scores are reused, the rest run in the pool."""
         from mase_compiler.search import to_pipeline
-        from mase_compiler.search.evaluate import Payload, open_pool
-        from mase_compiler.search.evolve import evolve
 
-        from .sensitivity import _apply, _copy, _static
-
-        model, batches = session.model, session.calibration
-        base = model
-        if "activation" in probe.roles and any(_static(s) for s in probe.specs):
-            base = _copy(model, model.text())
-            _apply(base, batches, "calibrate", method=self.method)
-        payload = Payload(base.text(), {k: base.weights[k] for k in base.weights}, batches, self.metric, loss=session.loss)
-        with contextlib.ExitStack() as stack:
-            pools: list = []
-            bar = stack.enter_context(_progress(session.progress, self.trials, "search: evaluating candidates"))
-
-            def evaluate(solutions: list) -> list[dict]:
-                keys = [to_pipeline(s, calibrate="") for s in solutions]
-                todo = {k: s for k, s in zip(keys, solutions) if k not in journal.evaluations}
-                if todo and not pools:  # workers start on the first candidate the journal does not hold
-                    pools.append(stack.enter_context(open_pool(payload, self.workers, self.ray)))
-                for k, m in zip(todo, pools[0].map([s.formats for s in todo.values()]) if todo else ()):
+        def score(solutions: list) -> list[dict]:
+            keys = [to_pipeline(s, calibrate="") for s in solutions]
+            todo = {k: s for k, s in zip(keys, solutions) if k not in journal.evaluations}
+            for k in keys:
+                if k not in todo:
+                    advance()
+            if todo:
+                for k, m in zip(todo, pool().map([s.formats for s in todo.values()])):
                     journal.record(k, m)
-                    bar()
-                for k in keys:
-                    if k not in todo:
-                        bar()
-                return [journal.evaluations[k] for k in keys]
+                    advance()
+            return [journal.evaluations[k] for k in keys]
 
-            return evolve(problem, budget, evaluate, trials=self.trials, population=self.population, seed=self.seed)
+        return score
+
+    def _write(self, path: Path, notes, solution, rows, problem, budget, trials, shapes, calibrate: str) -> None:
+        """PATH: JSON (notes, solution, sensitivity, Pareto points) and PATH.png (the front)."""
+        from mase_compiler.search import Budget, Point, sweep, to_pipeline, write_pareto
+
+        def point(sol, accuracy: float, label: str) -> Point:
+            c = _cost(sol, shapes)
+            return Point(accuracy, sol.avg_bits, c["area_le"], label, to_pipeline(sol, calibrate=calibrate),
+                         c["energy_pj"] / 1e6)
+
+        if trials:  # every evaluated candidate, scored by its measured accuracy
+            points = [point(t.solution, t.accuracy, f"trial {i}") for i, t in enumerate(trials)]
+            title = f"search (evolution): measured {self.metric} vs bits per element"
+        else:  # the solver's answer at budgets from the cheapest to the richest assignment, same other limits
+            lo = sum(t.elements * min(c.bits for c in cs) for t, cs in zip(problem.tensors, problem.choices)) / problem.elements
+            hi = sum(t.elements * max(c.bits for c in cs) for t, cs in zip(problem.tensors, problem.choices)) / problem.elements
+            budgets = sorted({lo + (hi - lo) * i / 24 for i in range(25)} | {float(self.budget)})
+            limits = Budget(area=budget.area, energy=budget.energy)
+            points = [point(sol, _sqnr(sol.error), f"{b:.2f} bits") for b, sol in sweep(problem, budgets, limits=limits)]
+            title = "search: predicted output SQNR (dB) vs bits per element"
+        write_pareto(points, path.with_suffix(""), title=title)
+        path.write_text(json.dumps({**notes, "solution": solution.to_json(), "sensitivity": rows,
+                                    "pareto": [p.__dict__ for p in points]}, indent=1, default=str))
 
 
-@contextlib.contextmanager
-def _progress(show: bool, total: int, what: str):
-    """A rich progress bar when the session shows progress (the CLI); yields its advance function."""
-    if not show:
-        yield lambda: None
-        return
-    from rich.progress import Progress
+def _cost(solution, shapes) -> dict[str, float]:
+    """Area (LE) and energy (pJ) of the chosen formats' layers, from the cost model."""
+    from mase_compiler.search.hardware import cost_of
 
-    with Progress(transient=True) as bar:
-        task = bar.add_task(what, total=total)
-        yield lambda: bar.advance(task)
+    formats = solution.formats
+    return cost_of(formats, {layer: shapes[layer] for layer, _ in formats})
 
 
 def _sqnr(error: float) -> float:

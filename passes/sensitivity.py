@@ -18,7 +18,9 @@ Efficient Representation for Software-Defined ML Hardware System Exploration"; Z
 Block-based Quantisation", on MX-like formats) over the OCP Microscaling formats (Rouhani et al., 2023,
 "Microscaling Data Formats for Deep Learning"), one forward per (tensor, format) pair.  Cost is kept simple:
 each pair quantizes a fresh copy of the IR (static activation scales come from ONE ``calibrate`` run on a
-copy made up front) and re-runs the whole model over all batches; FP32 prefixes are not cached.
+copy made up front) and re-runs the whole model over all batches; FP32 prefixes are not cached.  The pairs
+are evaluations of :class:`mase_compiler.search.evaluate.Evaluator`, so ``workers=N`` runs them in N
+processes (the ``search`` pass shares that pool with its evolutionary strategy).
 
 Each row's ``bits`` is the tensor's exact storage per element in that format (:func:`mase_compiler.cost.tensor_bytes`
 for its shape and the axis ``quantize`` would block along: every scale, and the padding of MX blocks longer than
@@ -32,14 +34,15 @@ written as JSON to PATH and plotted (SQNR per tensor and format) to PATH with a 
 
 Options: ``formats`` (comma-separated specs, default ``int8,mxint8,mxfp4``), ``tensors``
 (``weights|activations|both``), ``out`` (a JSON path, or empty), ``ops`` (default ``matmul,conv``),
-``method`` (the calibration method for static activation formats, default ``minmax``).
+``method`` (the calibration method for static activation formats, default ``minmax``), ``workers``
+(evaluation processes, default 1).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +53,6 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from mase_compiler.metrics import cosine, sqnr_db
 from mase_compiler.model import Model
 from mase_compiler.numerics import DIntFormat, IntFormat, MinifloatFormat, parse
 from mase_compiler.session import Session, current, open_session
@@ -71,8 +73,11 @@ class Sensitivity(ModulePass):
     out: str = ""
     ops: str = "matmul,conv"
     method: str = "minmax"
+    workers: int = 1
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.workers, int) and self.workers >= 1):
+            raise ValueError(f"sensitivity workers must be an integer >= 1, not {self.workers!r}")
         if self.tensors not in TENSORS:
             raise ValueError(f"sensitivity tensors must be one of {', '.join(TENSORS)}, not {self.tensors!r}")
         if not self.specs:
@@ -93,6 +98,10 @@ class Sensitivity(ModulePass):
     def specs(self) -> tuple[str, ...]:
         return tuple(s.strip() for s in self.formats.split(",") if s.strip())
 
+    def count(self, model: Model, batches: list[dict]) -> int:
+        """How many (tensor, format) evaluations :func:`measure` will run."""
+        return len(_targets(model, self.ops, self.roles, batches[0])) * len(self.specs)
+
     @property
     def roles(self) -> tuple[str, ...]:
         return {"weights": ("weight",), "activations": ("activation",), "both": ("weight", "activation")}[self.tensors]
@@ -105,8 +114,13 @@ class Sensitivity(ModulePass):
         model = session.model
         if op is not model.module:
             raise ValueError("pass 'sensitivity' must run on the session's model (masec opt/compile), not on another module")
-        rows = measure(model, session.calibration, self.specs, self.roles, self.ops, self.method,
-                       getattr(session, "loss", None))
+        from mase_compiler.progress import bar
+        from mase_compiler.search.evaluate import open_pool
+
+        batches = session.calibration
+        with open_pool(payload(model, batches, self.specs, self.roles, self.method, self.ops, session.loss),
+                       self.workers) as pool, bar(session.progress, self.count(model, batches), "sensitivity") as advance:
+            rows = measure(model, batches, self.specs, self.roles, self.ops, self.method, pool=pool, advance=advance)
         session.notes["sensitivity"] = rows
         if self.out:
             write(rows, Path(self.out))
@@ -116,36 +130,52 @@ class Sensitivity(ModulePass):
 # ---- measurement ----------------------------------------------------------------------------------
 def measure(model: Model, batches: list[dict], specs: tuple[str, ...], roles: tuple[str, ...] = ("weight", "activation"),
             ops: str = "matmul,conv", method: str = "minmax",
-            loss: Callable[[Mapping[str, torch.Tensor], Mapping], float] | None = None) -> list[Row]:
-    """The sensitivity rows, one per (tensor, format), in IR order then format order; ``model`` is not touched."""
+            loss: Callable[[Mapping[str, torch.Tensor], Mapping], float] | None = None,
+            pool=None, advance: Callable[[], None] | None = None) -> list[Row]:
+    """The sensitivity rows, one per (tensor, format), in IR order then format order; ``model`` is not touched.
+
+    Each row is one evaluation of :class:`mase_compiler.search.evaluate.Evaluator` (only that tensor quantized);
+    ``pool`` (from :func:`mase_compiler.search.evaluate.open_pool` on :func:`payload`) runs them in worker
+    processes or on Ray, in this process when ``None``; ``advance`` is called after each row (progress)."""
+    from mase_compiler.search.evaluate import open_pool
+
+    targets = _targets(model, ops, roles, batches[0])
+    jobs = [((layer, role), spec) for (layer, role) in targets for spec in specs]
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(open_pool(payload(model, batches, specs, roles, method, ops, loss)))
+        first = next(iter(_first_outputs(model, batches[:1])))
+        logits = all(t.ndim >= 2 and t.shape[-1] >= 2 for t in first.values())
+        rows = []
+        for (key, spec), m in zip(jobs, pool.map([{key: spec} for key, spec in jobs])):
+            (layer, role), shapes = key, targets[key]
+            elements = sum(s.elements(role) for s in shapes)
+            bits = sum(s.storage_bits(role, spec) for s in shapes) / elements
+            rows.append({"layer": layer, "role": role, "elements": elements, "format": spec, "bits": bits,
+                         "sqnr_db": m["sqnr_db"], "cosine": m["cosine"], "kl": m["kl"], "logits": logits,
+                         "loss_delta": m["loss_delta"]})
+            if advance is not None:
+                advance()
+    return rows
+
+
+def payload(model: Model, batches: list[dict], specs: tuple[str, ...], roles: tuple[str, ...] = ("weight", "activation"),
+            method: str = "minmax", ops: str = "matmul,conv", loss=None, metric: str = "sqnr"):
+    """The evaluators' :class:`~mase_compiler.search.evaluate.Payload`: the model, calibrated once (``method``)
+    when an activation format among ``specs`` needs static scales, as the replayed pipeline's calibrate does."""
+    from mase_compiler.search.evaluate import Payload
+
+    base = model
+    if "activation" in roles and any(_static(s) for s in specs):
+        base = _copy(model, model.text())
+        _apply(base, batches, "calibrate", method=method)
+    return Payload(base.text(), {k: base.weights[k] for k in base.weights}, batches, metric, ops, loss)
+
+
+def _first_outputs(model: Model, batches: list[dict]) -> list[dict]:
     from mase_compiler.interpreter import Interpreter
 
-    text = model.text()
-    targets = _targets(model, ops, roles, batches[0])
-    ref = [Interpreter(model)(b) for b in batches]
-    ref_loss = _mean_loss(loss, ref, batches)
-    calibrated = text
-    if "activation" in roles and any(_static(s) for s in specs):
-        base = _copy(model, text)
-        _apply(base, batches, "calibrate", method=method)
-        calibrated = base.text()
-    logits = all(t.ndim >= 2 and t.shape[-1] >= 2 for t in ref[0].values())
-    rows = []
-    for (layer, role), shapes in targets.items():
-        elements = sum(s.elements(role) for s in shapes)
-        for spec in specs:
-            q = _copy(model, calibrated if role == "activation" else text)
-            pair = f"{spec}/none" if role == "weight" else f"none/{spec}"
-            _apply(q, batches, "quantize", rules=(f"^{re.escape(layer)}$={pair}",), ops=ops)
-            got = [Interpreter(q)(b) for b in batches]
-            r, a = _flat(ref), _flat(got)
-            q_loss = _mean_loss(loss, got, batches)
-            bits = sum(s.storage_bits(role, spec) for s in shapes) / elements
-            rows.append({"layer": layer, "role": role, "elements": elements, "format": spec,
-                         "bits": bits, "sqnr_db": sqnr_db(r, a), "cosine": cosine(r, a),
-                         "kl": _kl(ref, got), "logits": logits,
-                         "loss_delta": None if ref_loss is None or q_loss is None else q_loss - ref_loss})
-    return rows
+    return [Interpreter(model)(b) for b in batches]
 
 
 def _targets(model: Model, ops: str, roles: tuple[str, ...], batch: dict) -> dict[tuple[str, str], list]:
@@ -202,12 +232,6 @@ def _kl(ref: list[dict[str, torch.Tensor]], got: list[dict[str, torch.Tensor]]) 
             total += float(kl.sum())
             rows += kl.numel()
     return total / rows if rows else None
-
-
-def _mean_loss(loss, outs: list[dict[str, torch.Tensor]], batches: list[dict]) -> float | None:
-    if loss is None:
-        return None
-    return sum(float(loss(o, b)) for o, b in zip(outs, batches)) / len(batches)
 
 
 # ---- results ------------------------------------------------------------------------------------------

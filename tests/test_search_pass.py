@@ -62,3 +62,38 @@ def test_bad_options_and_budgets_are_one_line_errors(tmp_path):
         _search(tmp_path, 'search{formats="mxfp5"}')
     with pytest.raises(PipelineError, match="budget average bits must be at least 10.6857"):
         _search(tmp_path, 'search{formats="mxfp4,mxint8" budget=3}')
+    with pytest.raises(PipelineError, match="search energy must be a positive number or a format like int8"):
+        _search(tmp_path, 'search{energy=int8x}')
+    with pytest.raises(PipelineError, match="search area must be a positive number or a format like int8, not -1"):
+        _search(tmp_path, 'search{area=-1}')
+
+
+def _priced(model) -> dict:
+    from mase_compiler.cost import model_cost
+
+    return model_cost(model, dynamic_dim=len(_calib()[0]["x"])).totals  # the batch the search priced: the first calibration batch
+
+
+@pytest.mark.parametrize("strategy", ["ilp", "evolution"])
+def test_an_energy_limit_of_int8_everywhere_holds_on_the_replayed_model(tmp_path, strategy):
+    """``energy=int8``: at most the energy of int8 weights and activations on every layer, as the cost model prices
+    the model the chosen pipeline quantizes (the oracle: that model, and the uniform-int8 model, priced)."""
+    formats = "int8,mxint8,mxfp4,fp8_e4m3"
+    _, searched, notes = _search(tmp_path, f'search{{formats="{formats}" budget=40 energy=int8 strategy={strategy} trials=12}}')
+    uniform = _fresh(tmp_path / "int8")
+    run_pipeline(uniform, 'calibrate{method=minmax},quantize{default=int8}', session=Session(uniform, calibration=_calib()))
+    limit = _priced(uniform)["energy_pj"]
+    got = _priced(searched)["energy_pj"]
+    assert got <= limit * (1 + 1e-9)
+    assert notes["search_energy_uj"] * 1e6 == pytest.approx(got, rel=1e-12)
+    # The limit binds: without it the most accurate choice is a richer one that costs more energy.
+    _, free, _ = _search(tmp_path / "free", f'search{{formats="{formats}" budget=40}}')
+    assert _priced(free)["energy_pj"] > limit
+
+
+def test_an_area_limit_in_lut_equivalents(tmp_path):
+    _, free, _ = _search(tmp_path / "free", 'search{formats="int8,mxint8,mxfp4" budget=40}')
+    cap = 0.9 * _priced(free)["area_le"]
+    _, searched, notes = _search(tmp_path, f'search{{formats="int8,mxint8,mxfp4" budget=40 area={cap}}}')
+    assert _priced(searched)["area_le"] <= cap * (1 + 1e-9)
+    assert notes["search_area_le"] == pytest.approx(_priced(searched)["area_le"], rel=1e-12)

@@ -96,16 +96,19 @@ class Evaluator:
         return [Interpreter(model)(b) for b in self.payload.batches]
 
     def __call__(self, assignment: Assignment) -> dict[str, float | None]:
-        """``accuracy`` (the metric, higher is better) plus ``sqnr_db``, ``kl`` and ``loss``."""
-        from mase_compiler.metrics import sqnr_db
+        """``accuracy`` (the metric, higher is better) plus ``sqnr_db``, ``cosine``, ``kl``, ``loss`` and ``loss_delta``
+        (the loss minus the FP32 loss)."""
+        from mase_compiler.metrics import cosine, sqnr_db
         from mase_compiler.passes.sensitivity import _flat, _kl
 
         got = self.outputs(assignment)
-        sqnr = sqnr_db(_flat(self.ref), _flat(got))
+        ref, out = _flat(self.ref), _flat(got)
+        sqnr = sqnr_db(ref, out)
         kl = _kl(self.ref, got)
         loss = self._mean_loss(got)
         accuracy = {"sqnr": sqnr, "kl": -kl if kl is not None else -math.inf, "loss": -loss if loss is not None else -math.inf}
-        return {"accuracy": accuracy[self.payload.metric], "sqnr_db": sqnr, "kl": kl, "loss": loss}
+        return {"accuracy": accuracy[self.payload.metric], "sqnr_db": sqnr, "cosine": cosine(ref, out), "kl": kl,
+                "loss": loss, "loss_delta": None if loss is None or self.ref_loss is None else loss - self.ref_loss}
 
 
 # ---- pools ----------------------------------------------------------------------------------------
