@@ -48,6 +48,19 @@ def _range(problem: Problem) -> tuple[float, float]:
     return lo, hi
 
 
+def _ilp_equals_brute_force(problem, budget):
+    """The ILP's solution after checking it against brute force; None when both find the budget infeasible."""
+    try:
+        dear = brute_force(problem, budget)
+    except InfeasibleBudget:
+        with pytest.raises(InfeasibleBudget, match="meets the budget|must be at least"):
+            solve_ilp(problem, budget)
+        return None
+    ilp = solve_ilp(problem, budget)
+    assert ilp.meets(budget) and ilp.error == pytest.approx(dear.error, rel=1e-9, abs=1e-12)
+    return ilp
+
+
 @pytest.mark.parametrize("seed", range(30))
 def test_ilp_equals_brute_force_and_greedy_never_beats_it(seed):
     problem = _random_problem(seed)
@@ -82,14 +95,9 @@ def test_bytes_and_area_limits_match_brute_force(seed):
     full_area = sum(max(c.area for c in cs) for cs in problem.choices)
     budget = Budget(avg_bits=float(rng.uniform(lo, hi)), bytes=float(rng.uniform(lo, hi)) * problem.elements / 8,
                     area=float(rng.uniform(0.4, 1.0)) * full_area)
-    try:
-        dear = brute_force(problem, budget)
-    except InfeasibleBudget:
-        with pytest.raises(InfeasibleBudget, match="meets the budget|must be at least"):
-            solve_ilp(problem, budget)
+    ilp = _ilp_equals_brute_force(problem, budget)
+    if ilp is None:
         return
-    ilp = solve_ilp(problem, budget)
-    assert ilp.meets(budget) and ilp.error == pytest.approx(dear.error, rel=1e-9, abs=1e-12)
     unlimited = solve_ilp(problem, Budget())  # no limit: the least error everywhere
     assert unlimited.error == sum(min(c.error for c in cs) for cs in problem.choices) <= ilp.error
     greedy = solve_greedy(problem, budget)
@@ -104,17 +112,12 @@ def test_energy_and_area_limits_match_brute_force(seed):
     hi = sum(max(c.energy for c in cs) for cs in problem.choices)
     full_area = sum(max(c.area for c in cs) for cs in problem.choices)
     budget = Budget(energy=float(rng.uniform(lo, hi)), area=float(rng.uniform(0.5, 1.0)) * full_area if seed % 2 else None)
-    try:
-        dear = brute_force(problem, budget)
-    except InfeasibleBudget:
-        with pytest.raises(InfeasibleBudget, match="meets the budget|must be at least"):
-            solve_ilp(problem, budget)
+    ilp = _ilp_equals_brute_force(problem, budget)
+    if ilp is None:
         return
-    ilp = solve_ilp(problem, budget)
-    assert ilp.meets(budget) and ilp.error == pytest.approx(dear.error, rel=1e-9, abs=1e-12)
     assert ilp.energy <= budget.energy * (1 + 1e-9)
     if len(optima(problem, budget)) == 1:
-        assert ilp.picks == dear.picks
+        assert ilp.picks == brute_force(problem, budget).picks
     greedy = solve_greedy(problem, budget)
     assert greedy.meets(budget) and greedy.error >= ilp.error * (1 - 1e-9)
 
