@@ -15,7 +15,7 @@ from mase_compiler import zoo
 from mase_compiler.backends import backend
 from mase_compiler.compiler import compile
 from mase_compiler.metrics import compare
-from mase_compiler.pipeline import PRESETS
+from mase_compiler.pipeline import PRESETS, PipelineError
 
 MODELS = ("minilm", "llama")
 
@@ -59,6 +59,14 @@ def _inputs(out) -> dict[str, np.ndarray]:
 def test_every_preset_compiles_runs_and_matches_the_interpreter(calib_npz, tmp_path, preset, model, target):
     source, calib = calib_npz[model]
     out = tmp_path / "out"
+    if (preset, model) == ("mx4-search", "llama"):
+        # The tiny LLaMA's 8-wide heads and 12-token sequences are shorter than an MX block of 32, so every
+        # attention operand is stored padded (as encode packs it): 4.5 bits per element is out of reach, and
+        # the search says so in one line, with the floor, before writing anything.
+        with pytest.raises(PipelineError, match=r"budget average bits must be at least 6\.\d+ .*, not 4\.5"):
+            compile(source, preset, target, out, calib=calib, batch_size=2)
+        assert not out.exists()
+        return
     result = compile(source, preset, target, out, calib=calib, batch_size=2)
     assert json.loads((out / "compile.json").read_text())["expanded_pipeline"] == result["expanded_pipeline"]
     want = _interpreter_outputs(out)
