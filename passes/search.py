@@ -122,7 +122,7 @@ class Search(ModulePass):
             raise ValueError("search metric=loss needs a task loss: set Session.loss (the Python API), or use metric=sqnr or kl")
         probe = Sensitivity(formats=self.formats, tensors=self.tensors, method=self.method)
         journal = Journal(self.resume, fingerprint(model.text(), model.weights, batches, formats=probe.specs,
-                                                   tensors=self.tensors, method=self.method, metric=self.metric))
+                                                   tensors=self.tensors, method=self.method))
         shapes = layer_shapes(model, batches[0])
         calibrate = f"calibrate{{method={self.method}}}"
         with contextlib.ExitStack() as stack:
@@ -198,6 +198,7 @@ class Search(ModulePass):
     def _scorer(self, journal, pool, advance):
         """The evolution's batch scorer: journalled scores are reused, the rest run in the pool."""
         from mase_compiler.search import to_pipeline
+        from mase_compiler.search.evaluate import accuracy_of
 
         def score(solutions: list) -> list[dict]:
             keys = [to_pipeline(s, calibrate="") for s in solutions]
@@ -209,7 +210,8 @@ class Search(ModulePass):
                 for k, m in zip(todo, pool().map([s.formats for s in todo.values()])):
                     journal.record(k, m)
                     advance()
-            return [journal.evaluations[k] for k in keys]
+            # The journal keeps every measurement, so one journal serves searches with different metrics.
+            return [{**journal.evaluations[k], "accuracy": accuracy_of(journal.evaluations[k], self.metric)} for k in keys]
 
         return score
 

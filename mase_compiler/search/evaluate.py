@@ -109,9 +109,17 @@ class Evaluator:
         sqnr = sqnr_db(ref, out)
         kl = _kl(self.ref, got)
         loss = self._mean_loss(got)
-        accuracy = {"sqnr": sqnr, "kl": -kl if kl is not None else -math.inf, "loss": -loss if loss is not None else -math.inf}
-        return {"accuracy": accuracy[self.payload.metric], "sqnr_db": sqnr, "cosine": cosine(ref, out), "kl": kl,
-                "loss": loss, "loss_delta": None if loss is None or self.ref_loss is None else loss - self.ref_loss}
+        m = {"sqnr_db": sqnr, "cosine": cosine(ref, out), "kl": kl, "loss": loss,
+             "loss_delta": None if loss is None or self.ref_loss is None else loss - self.ref_loss}
+        return {"accuracy": accuracy_of(m, self.payload.metric), **m}
+
+
+def accuracy_of(metrics: Mapping[str, float | None], metric: str) -> float:
+    """The search's score (higher is better) from an evaluation's measurements: SQNR, -KL or -loss."""
+    if metric == "sqnr":
+        return float(metrics["sqnr_db"])
+    value = metrics["kl" if metric == "kl" else "loss"]
+    return -float(value) if value is not None else -math.inf
 
 
 # ---- pools ----------------------------------------------------------------------------------------
@@ -226,4 +234,4 @@ def open_pool(payload: Payload, workers: int = 1, ray: str = "") -> Iterator[Poo
             pool.close()
 
 
-__all__ = ["METRICS", "Evaluator", "Payload", "Pool", "open_pool"]
+__all__ = ["METRICS", "Evaluator", "accuracy_of", "Payload", "Pool", "open_pool"]

@@ -1,7 +1,8 @@
 """A search's journal: what it measured, appended line by line, so an interrupted search resumes.
 
 A JSON-lines file: a header with the search's fingerprint (a hash of the model IR and weights, the
-data and the options that change what a measurement means), then the sensitivity table once
+data and the options that change what a measurement means; not the metric: every measurement keeps
+SQNR, cosine, KL and loss, so searches by different metrics share a journal), then the sensitivity table once
 measured, then one line per evaluated candidate (its replay pipeline as the key).  A search given
 the same file skips what the journal holds: the sensitivity pass is not re-run, and a seeded
 evolutionary search regenerates the same candidates and finds their scores here, so it picks up
