@@ -61,6 +61,7 @@ class Search(ModulePass):
     # of one format (pair) everywhere, e.g. energy=int8 or energy="int8/uint8"; either makes the units layers
     area: str | float | int = ""
     energy: str | float | int = ""
+    bytes: float | int = 0  # storage of the searched weights + one calibration batch of activations; 0: no limit
     # evolution: real-accuracy search
     metric: str = "sqnr"
     trials: int = 64
@@ -85,6 +86,8 @@ class Search(ModulePass):
                 raise ValueError(f"search {what} must be an integer >= {low}, not {v!r}")
         if not isinstance(self.seed, int):
             raise ValueError(f"search seed must be an integer, not {self.seed!r}")
+        if not (isinstance(self.bytes, (int, float)) and math.isfinite(self.bytes) and self.bytes >= 0):
+            raise ValueError(f"search bytes must be a non-negative number of bytes (0: no limit), not {self.bytes!r}")
         for what, value in (("area", self.area), ("energy", self.energy)):
             if isinstance(value, str) and value:
                 for part in value.split("/"):
@@ -161,6 +164,7 @@ class Search(ModulePass):
         cost = _cost(solution, shapes)
         notes = {"pipeline": pipeline, "strategy": self.strategy, "budget_bits": float(self.budget),
                  "budget": str(budget), "evaluations": len(rows) + len(trials), "avg_bits": solution.avg_bits,
+                 "bytes": solution.bytes,
                  "area_le": cost["area_le"], "energy_uj": cost["energy_pj"] / 1e6,
                  "predicted_sqnr_db": _sqnr(solution.error), "measured_sqnr_db": measured,
                  "formats": {f"{layer}/{role}": fmt for (layer, role), fmt in solution.formats.items()}}
@@ -193,7 +197,7 @@ class Search(ModulePass):
                 limits[what] = float(value) * unit
             else:
                 limits[what] = uniform_cost(layers, str(value))[key]
-        return Budget(avg_bits=float(self.budget), **limits)
+        return Budget(avg_bits=float(self.budget), bytes=float(self.bytes) if self.bytes else None, **limits)
 
     def _scorer(self, journal, pool, advance):
         """The evolution's batch scorer: journalled scores are reused, the rest run in the pool."""

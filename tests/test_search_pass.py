@@ -97,3 +97,14 @@ def test_an_area_limit_in_lut_equivalents(tmp_path):
     _, searched, notes = _search(tmp_path, f'search{{formats="int8,mxint8,mxfp4" budget=40 area={cap}}}')
     assert _priced(searched)["area_le"] <= cap * (1 + 1e-9)
     assert notes["search_area_le"] == pytest.approx(_priced(searched)["area_le"], rel=1e-12)
+
+
+def test_a_bytes_limit_holds_and_binds(tmp_path):
+    """``bytes=``: the searched tensors' storage (weights + the first calibration batch's activations), exact."""
+    _, _, free = _search(tmp_path / "free", 'search{formats="int8,mxint8,mxfp4" budget=40}')
+    cap = 0.8 * free["search_bytes"]
+    _, _, capped = _search(tmp_path, f'search{{formats="int8,mxint8,mxfp4" budget=40 bytes={cap}}}')
+    assert capped["search_bytes"] <= cap * (1 + 1e-9) < free["search_bytes"]
+    assert capped["search_budget"].endswith(f"bytes <= {cap:g}")
+    with pytest.raises(PipelineError, match="search bytes must be a non-negative number of bytes"):
+        _search(tmp_path / "bad", "search{bytes=-5}")
