@@ -14,20 +14,28 @@ integers a ``zero_point``) operand it is static, as calibration produces::
 
     %q = quant.cast %x {format = #quant.mx<"mxfp4">} : (tensor<4x64xf32>) -> tensor<4x64xf32>
     %r = quant.cast %y, %s {format = #quant.int<"int8">} : (tensor<4x64xf32>, tensor<f32>) -> tensor<4x64xf32>
+
+Token-adaptive activation bits (EdgeQAT, Shen et al. 2024): ``quant.token_importance`` scores each key
+token from attention logits, ``quant.token_cast`` quantizes each token of an activation with a high
+or a low format by that score (arithmetic: :mod:`mase_compiler.numerics.tokens`)::
+
+    %i = quant.token_importance %logits {method = "logits"} : (tensor<1x4x8x8xf32>) -> tensor<1x8xf32>
+    %t = quant.token_cast %x, %i {high = #quant.int<"int8:token">, low = #quant.int<"int4:token">, ratio = 5.000000e-01 : f64} : (tensor<1x8x32xf32>, tensor<1x8xf32>) -> tensor<1x8x32xf32>
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from xdsl.dialects.builtin import IntegerAttr, StringAttr
+from xdsl.dialects.builtin import FloatAttr, IntegerAttr, StringAttr
 from xdsl.ir import Dialect, ParametrizedAttribute
 from xdsl.irdl import irdl_attr_definition, irdl_op_definition, opt_prop_def, prop_def
 from xdsl.utils.exceptions import VerifyException
 
 from mase_compiler.numerics import DIntFormat, FixedFormat, Format, IntFormat, MinifloatFormat, MXFormat, parse
+from mase_compiler.numerics.tokens import METHODS as TOKEN_METHODS
 
-from .graph import GraphOp, TensorLike, operand_def, result_def, traits_def, var_operand_def
+from .graph import GraphOp, TensorLike, element_type, is_float, operand_def, result_def, shape_of, traits_def, var_operand_def
 from xdsl.traits import Pure
 
 
@@ -119,6 +127,69 @@ class CastOp(GraphOp):
             self.fail(f"expected at most {allowed} scale operands for '{fmt}', got {n}")
 
 
-Quant = Dialect("quant", [CastOp], [IntFormatAttr, FixedFormatAttr, DIntFormatAttr, FloatFormatAttr, MXFormatAttr])
+def _dims_agree(a: int, b: int) -> bool:
+    return a == b or a == -1 or b == -1
 
-__all__ = ["CastOp", "FormatAttr", "Quant", "format_attr"]
+
+@irdl_op_definition
+class TokenImportanceOp(GraphOp):
+    """Importance ``[batch, keys]`` of each key token from attention ``logits`` ``[batch, heads, queries,
+    keys]`` (the softmax input), by ``method``: ``logits`` (EdgeQAT), ``probs`` or ``probs-sum``."""
+
+    name = "quant.token_importance"
+    logits = operand_def(TensorLike)
+    result = result_def(TensorLike)
+    method = prop_def(StringAttr)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        if self.method.data not in TOKEN_METHODS:
+            self.fail(f"expected method one of {', '.join(TOKEN_METHODS)}, got '{self.method.data}'")
+        for what, v in (("logits", self.logits), ("result", self.result)):
+            if not is_float(element_type(v.type)):
+                self.fail(f"expected float {what}, got {v.type}")
+        src, out = shape_of(self.logits.type), shape_of(self.result.type)
+        if src is not None and len(src) != 4:
+            self.fail(f"expected logits [batch, heads, queries, keys], got {self.logits.type}")
+        if out is not None and len(out) != 2:
+            self.fail(f"expected result [batch, keys], got {self.result.type}")
+        if src is not None and out is not None and not (_dims_agree(src[0], out[0]) and _dims_agree(src[3], out[1])):
+            self.fail(f"expected result [batch, keys] = [{src[0]}, {src[3]}], got {self.result.type}")
+
+
+@irdl_op_definition
+class TokenCastOp(GraphOp):
+    """Quantize each token (row) of ``input`` ``[batch, seq, d]`` with ``low`` if it is among the
+    ``ratio`` least important by ``importance`` ``[batch, seq]`` (or below ``threshold`` when given),
+    else with ``high``; dynamic scales."""
+
+    name = "quant.token_cast"
+    input = operand_def(TensorLike)
+    importance = operand_def(TensorLike)
+    result = result_def(TensorLike)
+    high = prop_def(FormatAttr)
+    low = prop_def(FormatAttr)
+    ratio = prop_def(FloatAttr)
+    threshold = opt_prop_def(FloatAttr)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        if self.input.type != self.result.type:
+            self.fail(f"expected result type {self.input.type}, got {self.result.type}")
+        ratio = self.ratio.value.data
+        if not 0.0 <= ratio <= 1.0:
+            self.fail(f"expected ratio in [0, 1], got {ratio}")
+        x, imp = shape_of(self.input.type), shape_of(self.importance.type)
+        if x is not None and len(x) not in (2, 3):
+            self.fail(f"expected input [batch, seq, d] or [seq, d], got {self.input.type}")
+        if imp is not None and len(imp) != 2:
+            self.fail(f"expected importance [batch, seq], got {self.importance.type}")
+        if x is not None and imp is not None:
+            tokens = tuple(x[:2]) if len(x) == 3 else (1, x[0])
+            if not all(_dims_agree(a, b) for a, b in zip(tokens, imp)):
+                self.fail(f"expected importance [batch, seq] = {list(tokens)}, got {self.importance.type}")
+
+
+Quant = Dialect("quant", [CastOp, TokenImportanceOp, TokenCastOp], [IntFormatAttr, FixedFormatAttr, DIntFormatAttr, FloatFormatAttr, MXFormatAttr])
+
+__all__ = ["CastOp", "FormatAttr", "Quant", "TokenCastOp", "TokenImportanceOp", "format_attr"]

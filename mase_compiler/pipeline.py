@@ -97,6 +97,12 @@ def _aqas() -> type[ModulePass]:
     return Aqas
 
 
+def _token_bits() -> type[ModulePass]:
+    from .passes.token_bits import TokenBits
+
+    return TokenBits
+
+
 # For passes whose class has no docstring (xDSL's cse and dce).
 SUMMARIES = {
     "cse": "Common subexpression elimination of pure ops.",
@@ -115,6 +121,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "search": _search,
     "sensitivity": _sensitivity,
     "smoothquant": _smoothquant,
+    "token-bits": _token_bits,
 }
 
 _W4 = '"int4:channel"'

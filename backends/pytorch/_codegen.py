@@ -121,6 +121,7 @@ class Emitter:
     fp8: list[str] = field(default_factory=list)  # packed entries the CUDA fast path uses
     weight_attr: dict[str, str] = field(default_factory=dict)  # weight name -> buffer attr
     numbers: dict[SSAValue, int] = field(default_factory=dict)  # %N of unnamed values, as the IR printer numbers them
+    tokens: bool = False  # whether model.py imports mase_compiler.numerics.tokens (token-adaptive casts)
 
     # -- naming
     def result_name(self, v: SSAValue, prefix: str = "v") -> str:
@@ -549,6 +550,21 @@ def _quant_cast(em, op, a):
     return f"{em.format_name(fmt)}.quantize({', '.join([a[0], *args, *(f'{k}={v}' for k, v in kwargs.items())])})"
 
 
+@gen("quant.token_importance")
+def _token_importance(em, op, a):
+    return f"{TOKENS}.token_importance({a[0]}, {lit(p_str(op, 'method'))})"
+
+
+@gen("quant.token_cast")
+def _token_cast(em, op, a):
+    high, low = (em.format_name(op.properties[k].format) for k in ("high", "low"))
+    return f"{TOKENS}.token_mixed({a[0]}, {a[1]}, {high}, {low}, ratio={lit(p_float(op, 'ratio'))}, threshold={lit(p_float(op, 'threshold'))})"
+
+
+TOKENS = "tokens"
+"""The module of :mod:`mase_compiler.numerics` that model.py imports for token ops (only where it has some)."""
+TOKEN_OPS = ("quant.token_importance", "quant.token_cast")
+
 BUFFER_OPS = ("graph.weight", "graph.constant")
 
 
@@ -573,6 +589,9 @@ def generate(model: Model) -> Generated:
     if missing:
         raise BackendError(f"the pytorch backend has no code generator for {', '.join(missing)}; run a pass that lowers it first")
     em = Emitter(model)
+    if any(op.name in TOKEN_OPS for op in ops):
+        em.tokens = True
+        em.taken.add(TOKENS)  # the module name model.py imports: no value may shadow it
     n = 0
     for op in ops:
         for r in op.results:
@@ -639,8 +658,8 @@ def fp8_branch(em: Emitter, op: Operation, cast: Operation, key: str, lhs: str, 
 
 
 def _reader_node(op: Operation) -> str | None:
-    """For a quant.cast (which has no source node of its own): ``for <node of its first reader>``."""
-    if op.name != "quant.cast":
+    """For a quant.cast or token_cast (which have no source node of their own): ``for <node of its first reader>``."""
+    if op.name not in ("quant.cast", "quant.token_cast"):
         return None
     for use in op.results[0].uses:
         node = node_name(use.operation)
@@ -703,6 +722,8 @@ def render(model: Model, em: Emitter, args: list[str], body: list[str]) -> str:
         outputs=", ".join(f"{n} ({t})" for n, t in zip(model.output_names, out_types)),
         args=", ".join(args),
     )]
+    if em.tokens:
+        lines[0] += f"from mase_compiler.numerics import {TOKENS}\n"
     lines.append("INPUTS = {" + ", ".join(f"{n!r}: {dtype_lit(torch_dtype(a.type))}" for n, a in zip(model.input_names, func.args)) + "}")
     lines.append('"""Input names in forward\'s order, with the dtype forward expects."""')
     lines.append(f"OUTPUTS = {model.output_names!r}")

@@ -21,6 +21,7 @@ from ..dialects.graph import shape_of
 from ..model import Model
 from .dtypes import torch_dtype
 from . import _dataflow  # noqa: F401  (registers the hardware-exact dataflow kernels)
+from . import _tokens  # noqa: F401  (registers the token-adaptive quantization kernels)
 from .kernels import KERNELS, KernelEnv
 
 
