@@ -97,6 +97,12 @@ def _aqas() -> type[ModulePass]:
     return Aqas
 
 
+def _attention_stats() -> type[ModulePass]:
+    from .passes.attention_stats import AttentionStats
+
+    return AttentionStats
+
+
 def _token_bits() -> type[ModulePass]:
     from .passes.token_bits import TokenBits
 
@@ -111,6 +117,7 @@ SUMMARIES = {
 
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "aqas": _aqas,
+    "attention-stats": _attention_stats,
     "calibrate": _calibrate,
     "canonicalize": _canonicalize,
     "cse": _cse,

@@ -13,6 +13,31 @@ name, later rules win, ``none`` leaves the op in float), and ``skip`` regexes.  
 tables (the weight a ``graph.gather`` looks rows up in, one scale per row).  ``act_act=false`` leaves matmuls whose operands
 are both activations (attention scores and context) in float, as most W8A8 schemes do.
 
+Quantized attention (EdgeQAT, Shen et al. 2024: the query and key, the attention map and the
+KV cache get their own low-bit formats): ``query`` / ``key`` / ``attn`` / ``value`` set the format of
+Q, K^T, the attention map (softmax output) and V as the two matmuls of every block that
+:func:`mase_compiler.attention.find_attention` finds read them; ``kv`` sets ``key`` and ``value``
+together (what a KV cache holds).  They win over every other choice for those operands (``default``,
+``a``, ``matmul``, ``rules``, ``act_act=false``, ``ops``); only ``skip`` still leaves the op alone;
+``none`` keeps the operand in float.  Operands are [batch, heads, seq, dh] and dynamic scales follow
+one rule: every scale of Q and of the map covers one query row, every scale of K and V covers one
+key token, so a KV cache is appendable (a cached token's codes never depend on later tokens):
+
+========  ==============  ======================================================
+operand   shape           ``:token`` / ``:group=N`` / MX blocks run along
+========  ==============  ======================================================
+query     [.., Sq, dh]    dh (axis -1): one scale per query token
+key K^T   [.., dh, Sk]    dh (axis -2): one scale per key token (a column of K^T)
+attn      [.., Sq, Sk]    Sk (axis -1): one scale per row of the map
+value     [.., Sk, dh]    dh (axis -1): one scale per value token
+========  ==============  ======================================================
+
+For Q, K^T and the map this is the matmul's reduction axis, as for any activation; for V it is not
+(the reduction runs over Sk), so an integer P @ V kernel dequantizes V's rows first, as KV-cache
+kernels do.  A spec with ``:axis=N`` overrides the table.  Per-tensor integer and FP8 formats are
+static and need ``calibrate`` first (it observes every activation operand of a matmul, these
+included).
+
 Granularity comes from the format spec: ``int8:channel`` scales each output channel of a
 weight, ``int4:group=128`` groups along the reduction axis, ``int8:token`` scales each row of
 an activation dynamically; MX blocks always run along the reduction axis.  The ``fp8`` preset
@@ -34,6 +59,7 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
+from mase_compiler.attention import find_attention
 from mase_compiler.calibration.stats import get_stats
 from mase_compiler.passes.calibrate import is_static
 from mase_compiler.dialects import graph as g
@@ -43,6 +69,8 @@ from mase_compiler.numerics._options import suggestion
 from mase_compiler.session import current
 
 KINDS = {"matmul": g.MatmulOp, "conv": g.ConvOp, "gather": g.GatherOp}
+# The attention operands with options of their own: role -> (matmul, operand index) of a block.
+ROLES = {"query": ("qk", 0), "key": ("qk", 1), "attn": ("av", 0), "value": ("av", 1)}
 
 
 def _format(spec: str, what: str) -> Format | None:
@@ -89,14 +117,24 @@ class Quantize(ModulePass):
     rules: tuple[str, ...] = field(default=())
     skip: tuple[str, ...] = field(default=())
     act_act: bool = True
+    query: str = ""
+    key: str = ""
+    attn: str = ""
+    value: str = ""
+    kv: str = ""
 
     def __post_init__(self) -> None:
         kinds = [k for k in self.ops.split(",") if k]
         for k in kinds:
             if k not in KINDS:
                 raise ValueError(f"ops must name op kinds from {', '.join(KINDS)}, not {k!r}" + suggestion(k, KINDS))
+        if self.kv and (self.key or self.value):
+            given = " and ".join(f"{o}={getattr(self, o)!r}" for o in ("key", "value") if getattr(self, o))
+            raise ValueError(f"quantize option kv sets both key and value, so it cannot be combined with {given}: "
+                             "give kv alone, or key and value")
         # Parse everything now so that a typo fails before any IR is touched.
         self.plan()
+        self.attention_plan()
         for pattern in (*self.skip, *(_split_rule(r)[0] for r in self.rules)):
             try:
                 re.compile(pattern)
@@ -124,28 +162,60 @@ class Quantize(ModulePass):
             rules.append((re.compile(pattern), _pair(value, f"rules entry {r!r}")))
         return by_kind, rules
 
+    def attention_plan(self) -> dict[str, Format | None]:
+        """The attention roles given an option (``kv`` expanded), each with its format (None = float)."""
+        specs = {r: getattr(self, r) for r in ROLES if getattr(self, r)}
+        if self.kv:
+            specs["key"] = specs["value"] = self.kv
+        return {r: _format(spec, "kv" if self.kv and r in ("key", "value") else r) for r, spec in specs.items()}
+
+    def attention_operands(self, module: ModuleOp) -> dict[tuple[int, int], tuple[str, Format | None]]:
+        """``(id(matmul), operand index) -> (role, format)`` for the attention operands that have an option."""
+        roles = self.attention_plan()
+        if not roles:
+            return {}
+        blocks = find_attention(module)
+        if not blocks:
+            given = ", ".join(f"{r}=" for r in (*ROLES, "kv") if getattr(self, r))
+            raise ValueError(f"quantize options {given} need attention blocks (Q @ K^T -> softmax -> @ V), and the "
+                             "model has none: remove them")
+        out = {}
+        for block in blocks:
+            for role, fmt in roles.items():
+                attr, index = ROLES[role]
+                out[(id(getattr(block, attr)), index)] = (role, fmt)
+        return out
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         session = current(self.name)
+        roles = self.attention_operands(op)
         actions = self.actions(op)
         # Check every operand first, so that a refusal leaves the IR untouched.
         for target, name, index, kind, fmt, weight in actions:
             _check(target, name, index, kind, fmt, weight)
         done = {"ops": len({id(a[0]) for a in actions}), "weight_casts": 0, "activation_casts": 0}
         formats: dict[str, int] = {}
+        attention: dict[str, int] = {}
         for target, name, index, kind, fmt, weight in actions:
             q = _Rewrite(session, target, name)
             if weight is not None:
                 q.weight(index, weight, fmt, kind)
                 done["weight_casts"] += 1
             else:
-                q.activation(index, fmt, kind)
+                role = roles.get((id(target), index), (None,))[0]
+                q.activation(index, fmt, kind, role)
                 done["activation_casts"] += 1
+                if role is not None:
+                    attention[role] = attention.get(role, 0) + 1
             formats[str(fmt)] = formats.get(str(fmt), 0) + 1
         session.notes.update(done, formats=formats)
+        if roles:
+            session.notes["attention_casts"] = attention
 
     def actions(self, module: ModuleOp) -> list[tuple[Operation, str, int, str, Format, object]]:
         """(op, source name, operand index, op kind, format, weight source or None) for each operand to cast."""
         by_kind, rules = self.plan()
+        roles = self.attention_operands(module)
         kinds = {k for k in self.ops.split(",") if k}
         skip = [re.compile(s) for s in self.skip]
         counts = {k: 0 for k in KINDS}
@@ -156,16 +226,19 @@ class Quantize(ModulePass):
                 continue
             name = g.node_name(target) or f"{kind}_{counts[kind]}"
             counts[kind] += 1
-            if kind not in kinds or any(p.search(name) for p in skip):
+            if any(p.search(name) for p in skip):
                 continue
             wfmt, afmt = by_kind[kind]
             for pattern, pair in rules:
                 if pattern.search(name):
                     wfmt, afmt = pair
             sources = [_weight_source(o) for o in target.operands[:2]]
-            if not self.act_act and all(w is None for w in sources):
-                continue  # activation x activation (attention scores and context) stays float
+            # act_act=false: activation x activation (attention scores and context) stays float
+            generic = kind in kinds and (self.act_act or any(w is not None for w in sources))
             for index, operand in enumerate(target.operands):
+                role = roles.get((id(target), index))
+                if role is None and not generic:
+                    continue
                 if kind == "conv" and index > 1:  # the bias is added in float
                     continue
                 if kind == "gather" and (index != 0 or _weight_source(operand) is None):
@@ -173,7 +246,7 @@ class Quantize(ModulePass):
                 weight = _weight_source(operand)
                 if weight is None and is_static(operand):
                     continue  # a constant, or a weight reshaped on its way: no channel axis to follow, left float
-                fmt = wfmt if weight is not None else afmt
+                fmt = role[1] if role is not None else wfmt if weight is not None else afmt
                 if fmt is not None and _is_float(operand) and not _is_cast(operand):
                     out.append((target, name, index, kind, fmt, weight))
         return out
@@ -301,10 +374,12 @@ class _Rewrite:
         assert isinstance(producer, Operation)
         return producer.next_op
 
-    def activation(self, index: int, fmt: Format, kind: str) -> None:
+    def activation(self, index: int, fmt: Format, kind: str, role: str | None = None) -> None:
+        """Cast activation operand ``index``; ``role`` names an attention operand (``ROLES``): the value's
+        scales and blocks then run along dh, one per cached token, not along the reduction axis."""
         operand = self.target.operands[index]
         rank = len(g.shape_of(operand.type) or ())
-        red = self._reduction_axis(index, kind, rank) if rank else None
+        red = (rank - 1 if role == "value" else self._reduction_axis(index, kind, rank)) if rank else None
         axis: int | None = None
         pvals: list[SSAValue] = []
         ops: list[Operation] = []
