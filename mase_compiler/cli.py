@@ -198,6 +198,24 @@ def _changes(record: dict) -> str:
     return ", ".join(parts) or "-"
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train.cli import train_command
+
+    res = train_command(args.model, args.pipeline, args.out, data=args.data, tokenizer=args.tokenizer, steps=args.steps,
+                        lr=args.lr, seed=args.seed, resume=args.resume, checkpoint_every=args.checkpoint_every,
+                        batch_size=args.batch_size, max_samples=args.max_samples, seq_len=args.seq_len,
+                        progress=not args.json and sys.stderr.isatty())
+    if args.json:
+        _dump(res)
+        return 0
+    h = res["history"]
+    print(f"trained {args.model} ('{args.pipeline}') for {len(h)} steps in {res['seconds']:.1f} s: "
+          f"loss {h[0]['loss']:.4g} -> {h[-1]['loss']:.4g}; wrote {res['model']}")
+    print(f"compile it (already quantized: give a pipeline that does not quantize again): "
+          f"masec compile {res['model']} -p dce --target pytorch")
+    return 0
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -406,6 +424,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--time-passes", action="store_true", help="print each pass's time and what it changed")
     c.add_argument("--json", action="store_true", help="print compile.json instead of a summary")
     c.set_defaults(func=cmd_compile)
+
+    tr = sub.add_parser("train", help="quantization-aware training (EdgeQAT): quantize MODEL with a pipeline, train it "
+                                      "against its FP32 self, write the trained IR")
+    tr.add_argument("model", help=".onnx, .mlir or file.py:factory")
+    tr.add_argument("-p", "--pipeline", required=True, help="pipeline or preset that quantizes the model, e.g. w4a8")
+    tr.add_argument("--data", help="training data: .npz keyed by input names, or .txt / a directory of .txt files "
+                                   "(with --tokenizer); default: synthetic")
+    tr.add_argument("--tokenizer", help="tokenizer directory (Hugging Face format) for text data")
+    tr.add_argument("--steps", type=int, default=100, help="optimizer steps (default 100)")
+    tr.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate (default 1e-5)")
+    tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tr.add_argument("--out", "-o", required=True, help="output directory: trained.mlir + .safetensors, train.json, checkpoint.pt")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    tr.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="checkpoint every N steps (default: at the end only)")
+    tr.add_argument("--max-samples", type=int, default=64, help="samples of the data to use (default 64)")
+    tr.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
+    tr.add_argument("--seq-len", type=int, default=None, help="text: pack into samples of exactly N tokens")
+    tr.add_argument("--json", action="store_true", help="print train.json instead of a summary")
+    tr.set_defaults(func=cmd_train)
 
     ps = sub.add_parser("passes", help="list the passes a pipeline string can name, with their options")
     ps.add_argument("--json", action="store_true", help="print JSON instead of a table")
