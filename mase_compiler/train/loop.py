@@ -83,7 +83,8 @@ def train(
     ``checkpoint`` (a file) receives the student, optimizer, step, RNG state and history every
     ``checkpoint_every`` steps (0: only at the end); ``resume=True`` continues from it.  Returns
     ``history`` (one dict of floats per step: ``loss`` and each term), ``model`` (the trained IR, learned
-    weights and steps written back), ``teacher``, ``seconds`` and ``start_step``.
+    weights and steps written back), ``teacher``, ``seconds``, ``start_step`` and ``records`` (what each
+    pass of ``pipeline`` reported, as :func:`mase_compiler.pipeline.run_pipeline` returns it).
     """
     from ..pipeline import run_pipeline
     from ..progress import bar
@@ -107,7 +108,7 @@ def train(
     batches = list(batches)
 
     student_model = copy_model(model)
-    run_pipeline(student_model, pipeline, session=Session(student_model, calibration=[dict(b) for b in batches],
+    records = run_pipeline(student_model, pipeline, session=Session(student_model, calibration=[dict(b) for b in batches],
                                                           calibration_source="training data", progress=progress))
     teacher_run = Trainable(teacher if teacher is not None else model, device=device).eval()
     student = Trainable(student_model, learn_dynamic=learn_dynamic, device=device)
@@ -158,7 +159,7 @@ def train(
     student.eval()
     student.write_back(student_model)
     return {"history": history, "model": student_model, "teacher": teacher if teacher is not None else model,
-            "seconds": time.perf_counter() - t0, "start_step": start}
+            "seconds": time.perf_counter() - t0, "start_step": start, "records": records}
 
 
 # ---- checkpoints --------------------------------------------------------------------------------------
