@@ -190,6 +190,17 @@ class TokenCastOp(GraphOp):
                 self.fail(f"expected importance [batch, seq] = {list(tokens)}, got {self.importance.type}")
 
 
+def bypass_casts(module) -> None:
+    """Remove every ``quant.cast`` of ``module`` in place, its users reading the cast's input: the float graph
+    (``quantize`` keeps float weights in the store and casts them at run time, so this is the model before
+    quantization, op for op)."""
+    for op in list(module.walk()):
+        if isinstance(op, CastOp):
+            op.results[0].replace_all_uses_with(op.input)
+            op.detach()
+            op.erase()
+
+
 Quant = Dialect("quant", [CastOp, TokenImportanceOp, TokenCastOp], [IntFormatAttr, FixedFormatAttr, DIntFormatAttr, FloatFormatAttr, MXFormatAttr])
 
-__all__ = ["CastOp", "FormatAttr", "Quant", "TokenCastOp", "TokenImportanceOp", "format_attr"]
+__all__ = ["CastOp", "bypass_casts", "FormatAttr", "Quant", "TokenCastOp", "TokenImportanceOp", "format_attr"]

@@ -176,15 +176,11 @@ def fp32_reference(model):
     at run time, so the copy computes what the model computed before quantization, op for op.  Passes
     that rescale weights before quantizing (``smoothquant``, ``aqas``) are equivalent transformations
     in exact arithmetic, so after them the copy equals the original FP32 model up to float rounding."""
-    from mase_compiler.dialects.quant import CastOp
+    from mase_compiler.dialects.quant import bypass_casts
     from mase_compiler.model import Model
 
     ref = Model(model.module.clone(), model.weights)
-    for op in list(ref.module.walk()):
-        if isinstance(op, CastOp):
-            op.results[0].replace_all_uses_with(op.operands[0])
-            op.detach()
-            op.erase()
+    bypass_casts(ref.module)
     return ref
 
 

@@ -29,7 +29,7 @@ import torch
 from xdsl.ir import Operation, SSAValue
 
 from .dialects.graph import node_name
-from .dialects.quant import CastOp
+from .dialects.quant import CastOp, bypass_casts
 from .interpreter import Interpreter, Observer
 from .interpreter.kernels import KERNELS, KernelEnv
 from .jsonout import dumps
@@ -167,11 +167,7 @@ def _bypassed(model: Model) -> tuple[Model, list[Operation]]:
     """A clone of ``model`` with every ``quant.cast`` replaced by its input, and its ops in the original order."""
     clone = Model(model.module.clone(), model.weights)
     ops = list(clone.main.body.ops)
-    for op in ops:
-        if isinstance(op, CastOp):
-            op.results[0].replace_all_uses_with(op.input)
-            op.detach()
-            op.erase()
+    bypass_casts(clone.module)
     return clone, ops
 
 
