@@ -59,4 +59,26 @@ def compare(ref: torch.Tensor, x: torch.Tensor) -> dict[str, float]:
     }
 
 
-__all__ = ["compare", "cosine", "rel_rmse", "sqnr_db"]
+
+# ---- whole-model outputs: lists of {name: tensor}, one per batch -----------------------------------------
+def flat_outputs(outs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """Every output of every run, flattened and concatenated in float64 (one vector to compare runs by)."""
+    return torch.cat([t.detach().reshape(-1).to(torch.float64) for o in outs for t in o.values()])
+
+
+def softmax_kl(ref: list[dict[str, torch.Tensor]], got: list[dict[str, torch.Tensor]]) -> float | None:
+    """Mean over rows of KL(softmax(ref) || softmax(got)) on the last axis; None when no output has one."""
+    total, rows = 0.0, 0
+    for r_out, g_out in zip(ref, got):
+        for key, r in r_out.items():
+            if r.ndim < 1 or r.shape[-1] < 2 or not r.is_floating_point():
+                continue
+            lp = torch.log_softmax(r.detach().to(torch.float64).reshape(-1, r.shape[-1]), dim=-1)
+            lq = torch.log_softmax(g_out[key].detach().to(torch.float64).reshape(-1, r.shape[-1]), dim=-1)
+            kl = (lp.exp() * (lp - lq)).sum(-1)
+            total += float(kl.sum())
+            rows += kl.numel()
+    return total / rows if rows else None
+
+
+__all__ = ["compare", "cosine", "flat_outputs", "rel_rmse", "softmax_kl", "sqnr_db"]

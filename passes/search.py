@@ -106,7 +106,7 @@ class Search(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         from mase_compiler.interpreter import Interpreter
-        from mase_compiler.metrics import sqnr_db
+        from mase_compiler.metrics import flat_outputs, sqnr_db
         from mase_compiler.pipeline import parse
         from mase_compiler.progress import bar
         from mase_compiler.search import solve_greedy, solve_ilp, to_pipeline
@@ -115,7 +115,7 @@ class Search(ModulePass):
         from mase_compiler.search.hardware import layer_shapes
         from mase_compiler.search.journal import Journal, fingerprint
 
-        from .sensitivity import Sensitivity, _flat, measure, payload, to_table
+        from .sensitivity import Sensitivity, measure, payload, to_table
 
         session = current(self.name)
         if session.calibration is None:
@@ -160,7 +160,7 @@ class Search(ModulePass):
         for spec in parse(pipeline):  # the chosen pipeline, on this module with this session
             spec.apply(ctx, op)
         got = [Interpreter(model)(b) for b in batches]
-        measured = sqnr_db(_flat(ref), _flat(got))
+        measured = sqnr_db(flat_outputs(ref), flat_outputs(got))
         cost = _cost(solution, shapes)
         notes = {"pipeline": pipeline, "strategy": self.strategy, "budget_bits": float(self.budget),
                  "budget": str(budget), "evaluations": len(rows) + len(trials), "avg_bits": solution.avg_bits,

@@ -215,25 +215,6 @@ def _apply(model: Model, batches: list[dict], pass_name: str, **options: Any) ->
         cls(**options).apply(make_context(), model.module)
 
 
-def _flat(outs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
-    return torch.cat([t.detach().reshape(-1).to(torch.float64) for o in outs for t in o.values()])
-
-
-def _kl(ref: list[dict[str, torch.Tensor]], got: list[dict[str, torch.Tensor]]) -> float | None:
-    """Mean over rows of KL(softmax(ref) || softmax(got)) on the last axis; None when no output has one."""
-    total, rows = 0.0, 0
-    for r_out, g_out in zip(ref, got):
-        for key, r in r_out.items():
-            if r.ndim < 1 or r.shape[-1] < 2 or not r.is_floating_point():
-                continue
-            lp = torch.log_softmax(r.detach().to(torch.float64).reshape(-1, r.shape[-1]), dim=-1)
-            lq = torch.log_softmax(g_out[key].detach().to(torch.float64).reshape(-1, r.shape[-1]), dim=-1)
-            kl = (lp.exp() * (lp - lq)).sum(-1)
-            total += float(kl.sum())
-            rows += kl.numel()
-    return total / rows if rows else None
-
-
 # ---- results ------------------------------------------------------------------------------------------
 def _json_safe(x: Any) -> Any:
     """inf SQNR (a lossless format) as the string 'inf': strict JSON has no Infinity."""

@@ -102,12 +102,12 @@ class Evaluator:
         """``accuracy`` (the metric, higher is better) plus ``sqnr_db``, ``cosine``, ``kl``, ``loss`` and ``loss_delta``
         (the loss minus the FP32 loss)."""
         from mase_compiler.metrics import cosine, sqnr_db
-        from mase_compiler.passes.sensitivity import _flat, _kl
+        from mase_compiler.metrics import flat_outputs, softmax_kl
 
         got = self.outputs(assignment)
-        ref, out = _flat(self.ref), _flat(got)
+        ref, out = flat_outputs(self.ref), flat_outputs(got)
         sqnr = sqnr_db(ref, out)
-        kl = _kl(self.ref, got)
+        kl = softmax_kl(self.ref, got)
         loss = self._mean_loss(got)
         m = {"sqnr_db": sqnr, "cosine": cosine(ref, out), "kl": kl, "loss": loss,
              "loss_delta": None if loss is None or self.ref_loss is None else loss - self.ref_loss}
