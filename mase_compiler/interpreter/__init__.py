@@ -32,6 +32,22 @@ class InterpreterError(ValueError):
     """Inputs that do not fit the model, or an op the interpreter cannot run."""
 
 
+def run_step(env: list, fn: Callable, ins: list[int], outs: list[int], name: str, step: int) -> None:
+    """One plan step: ``fn`` on the values ``ins`` of ``env``, its results stored at ``outs``; a kernel failing
+    on these inputs raises an InterpreterError naming the op (the trainable executor shares this)."""
+    try:
+        res = fn(*[env[i] for i in ins])
+    except InterpreterError:
+        raise
+    except Exception as e:
+        raise InterpreterError(f"{name} (op {step}) failed: {e}") from e
+    if len(outs) == 1:
+        env[outs[0]] = res
+    else:
+        for o, r in zip(outs, res):
+            env[o] = r
+
+
 class Interpreter:
     """A model prepared for repeated execution (kernels and weights bound once)."""
 
@@ -106,17 +122,7 @@ class Interpreter:
         for i, x in enumerate(self._bind_inputs(inputs)):
             env[i] = x
         for step, (fn, ins, outs, name) in enumerate(self.plan):
-            try:
-                res = fn(*[env[i] for i in ins])
-            except InterpreterError:
-                raise
-            except Exception as e:  # a kernel failing on these inputs: say which op
-                raise InterpreterError(f"{name} (op {step}) failed: {e}") from e
-            if len(outs) == 1:
-                env[outs[0]] = res
-            else:
-                for o, r in zip(outs, res):
-                    env[o] = r
+            run_step(env, fn, ins, outs, name, step)
             if observe is not None:
                 observe(self.ops[step], [env[i] for i in ins], tuple(env[o] for o in outs))
             for vid in self.release[step]:

@@ -22,7 +22,7 @@ that every backend compiles.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import ml_dtypes
@@ -35,7 +35,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from ..attention import find_attention
 from ..dialects import graph as g
-from ..interpreter import Interpreter, InterpreterError
+from ..interpreter import Interpreter, InterpreterError, run_step
 from ..interpreter.kernels import KERNELS, KernelEnv, dense_to_tensor, p_int
 from ..model import Model
 from ._fakequant import learnable, lsq_quantize, positive_step, ste_apply, ste_quantize
@@ -181,35 +181,24 @@ class Trainable(nn.Module):
         for i, x in enumerate(self._binder._bind_inputs(inputs)):
             env[i] = x
         for step, (fn, ins, outs, name) in enumerate(self._plan):
-            args = [env[i] for i in ins]
-            try:
-                if isinstance(fn, tuple):
-                    kind, key = fn
-                    if kind == "weight":
-                        res = self.weights[key]
-                    elif kind == "step":
-                        res = self.steps[key]
-                    elif kind == "buffer":
-                        res = getattr(self, key)
-                    else:
-                        res = self._run_cast(self._casts[key], args[0], args[1:])
-                else:
-                    res = fn(*args)
-            except InterpreterError:
-                raise
-            except Exception as e:  # a kernel failing on these inputs: say which op
-                raise InterpreterError(f"{name} (op {step}) failed: {e}") from e
-            if len(outs) == 1:
-                env[outs[0]] = res
-            else:
-                for o, r in zip(outs, res):
-                    env[o] = r
+            run_step(env, self._own(fn) if isinstance(fn, tuple) else fn, ins, outs, name, step)
         self.queries = [env[q] for q, _, _ in self._attention]
         self.keys = [env[k] for _, k, _ in self._attention]
         self.maps = [env[p] for _, _, p in self._attention]
         self.query_codes = [self._codes(q, env[q]) for q, _, _ in self._attention]
         self.key_codes = [self._codes(k, env[k]) for _, k, _ in self._attention]
         return {n: env[i] for n, i in zip(self.output_names, self._result_ids)}
+
+    def _own(self, fn: tuple[str, str]) -> Callable[..., Tensor]:
+        """The step function of a plan entry this module owns: a parameter, a learned step, a buffer, a cast."""
+        kind, key = fn
+        if kind == "weight":
+            return lambda: self.weights[key]
+        if kind == "step":
+            return lambda: self.steps[key]
+        if kind == "buffer":
+            return lambda: getattr(self, key)
+        return lambda x, *params: self._run_cast(self._casts[key], x, list(params))
 
     def _codes(self, vid: int, x: Tensor) -> Tensor:
         """``x`` in units of the learned step of the cast that made it (the grid values, up to the zero
