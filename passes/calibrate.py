@@ -157,13 +157,9 @@ def _is_float(v: SSAValue) -> bool:
 
 
 def _progress(batches: list[dict], show: bool) -> Iterator[dict]:
-    if not show:
-        yield from batches
-        return
-    from rich.progress import Progress
+    from ..progress import bar
 
-    with Progress(transient=True) as bar:
-        task = bar.add_task("calibrating", total=len(batches))
+    with bar(show, len(batches), "calibrating") as advance:
         for b in batches:
             yield b
-            bar.advance(task)
+            advance()
